@@ -1,0 +1,163 @@
+"""The shape of the data as it walks through the pipeline: one place that names every column.
+
+Clerk objects are normalized into one pandas frame per entity (``users``,
+``organizations``, ``organization_memberships``). The mirror snapshot has the same
+columns, read back from Postgres, so the diff compares like with like:
+
+- text columns use pandas' ``string`` dtype (pyarrow-backed where available);
+- Clerk timestamps stay epoch milliseconds (``Int64``) in frames: they round-trip
+  exactly through ``timestamptz`` and compare without time-zone surprises;
+- JSON columns (metadata, permissions, the raw object) are carried as *canonical JSON
+  text* (:func:`canonical_json`), so two equal documents are equal strings;
+- ``raw_digest`` is the md5 of the canonical raw object. The mirror stores it, which lets
+  a sync tell whether anything at all changed without reading back every ``raw``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+USERS = "users"
+ORGANIZATIONS = "organizations"
+MEMBERSHIPS = "organization_memberships"
+ENTITIES: tuple[str, ...] = (USERS, ORGANIZATIONS, MEMBERSHIPS)
+
+TEXT = "string"
+BOOL = "boolean"
+MILLIS = "Int64"
+INT = "Int64"
+JSON = "json"  # canonical JSON text in frames, jsonb in Postgres
+
+# Column -> kind, per entity, in the order the mirror tables declare them.
+# These are the columns a sync compares; the mirror adds synced_at and deleted_at.
+COLUMNS: dict[str, dict[str, str]] = {
+    USERS: {
+        "id": TEXT,
+        "primary_email": TEXT,
+        "first_name": TEXT,
+        "last_name": TEXT,
+        "username": TEXT,
+        "image_url": TEXT,
+        "external_id": TEXT,
+        "banned": BOOL,
+        "public_metadata": JSON,
+        "private_metadata": JSON,
+        "created_at": MILLIS,
+        "updated_at": MILLIS,
+        "raw": JSON,
+        "raw_digest": TEXT,
+    },
+    ORGANIZATIONS: {
+        "id": TEXT,
+        "name": TEXT,
+        "slug": TEXT,
+        "image_url": TEXT,
+        "members_count": INT,
+        "created_by": TEXT,
+        "public_metadata": JSON,
+        "private_metadata": JSON,
+        "created_at": MILLIS,
+        "updated_at": MILLIS,
+        "raw": JSON,
+        "raw_digest": TEXT,
+    },
+    MEMBERSHIPS: {
+        "id": TEXT,
+        "organization_id": TEXT,
+        "user_id": TEXT,
+        "role": TEXT,
+        "permissions": JSON,
+        "created_at": MILLIS,
+        "updated_at": MILLIS,
+        "raw": JSON,
+        "raw_digest": TEXT,
+    },
+}
+
+# The mirror snapshot carries raw_digest but not raw itself (see module docstring),
+# plus deleted_at (epoch ms, NA while the row is live).
+MIRROR_ONLY_COLUMNS: dict[str, str] = {"deleted_at": MILLIS}
+
+
+def compared_columns(entity: str) -> list[str]:
+    """Columns whose difference makes a row 'changed' (raw is compared through raw_digest)."""
+    return [c for c in COLUMNS[entity] if c not in ("id", "raw")]
+
+
+def frame_dtype(kind: str) -> str:
+    return TEXT if kind == JSON else kind
+
+
+def empty_frame(entity: str, *, mirror: bool = False) -> pd.DataFrame:
+    """A zero-row frame with the entity's columns and dtypes."""
+    columns = dict(COLUMNS[entity])
+    if mirror:
+        columns.pop("raw")
+        columns.update(MIRROR_ONLY_COLUMNS)
+    return pd.DataFrame({c: pd.Series([], dtype=frame_dtype(k)) for c, k in columns.items()})
+
+
+def conform(frame: pd.DataFrame, entity: str, *, mirror: bool = False) -> pd.DataFrame:
+    """Return ``frame`` with exactly the entity's columns, in order, with the contract dtypes."""
+    template = empty_frame(entity, mirror=mirror)
+    out = pd.DataFrame(index=frame.index)
+    for column, dtype in template.dtypes.items():
+        values = frame[column] if column in frame.columns else pd.Series(pd.NA, index=frame.index)
+        out[column] = values.astype(dtype)
+    return out.reset_index(drop=True)
+
+
+def canonical_json(value: Any) -> str | None:
+    """One text for one JSON document: keys sorted, no spaces, Unicode kept as is.
+
+    ``None`` stays ``None`` (SQL NULL), so "no metadata" and "{}" remain different.
+    """
+    if value is None:
+        return None
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def digest(canonical_text: str) -> str:
+    return hashlib.md5(canonical_text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class SyncScope:
+    """What a sync covers. Empty id lists mean the whole instance (a full sync).
+
+    A scoped sync covers the named users and organizations and every membership of
+    either; nothing outside that is read, compared or written.
+    """
+
+    user_ids: tuple[str, ...] = ()
+    organization_ids: tuple[str, ...] = ()
+
+    @property
+    def is_full(self) -> bool:
+        return not self.user_ids and not self.organization_ids
+
+    def describe(self) -> str:
+        if self.is_full:
+            return "full"
+        return f"scoped: {len(self.user_ids)} user(s), {len(self.organization_ids)} organization(s)"
+
+
+@dataclass
+class Snapshot:
+    """One frame per entity, either from Clerk or from the mirror."""
+
+    users: pd.DataFrame
+    organizations: pd.DataFrame
+    organization_memberships: pd.DataFrame
+    scope: SyncScope = field(default_factory=SyncScope)
+
+    def frame(self, entity: str) -> pd.DataFrame:
+        return getattr(self, entity)
+
+    def row_counts(self) -> dict[str, int]:
+        return {entity: len(self.frame(entity)) for entity in ENTITIES}

@@ -1,0 +1,44 @@
+"""Shared fixtures: a real Postgres (embedded, or TEST_DATABASE_URL) and a fresh schema per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from sync_pipeline.embedded import start_embedded_postgres
+from sync_pipeline.mirror.database import create_mirror_engine
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """TEST_DATABASE_URL when set (e.g. the CI machine's server), else a private embedded server."""
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        return url
+    return start_embedded_postgres(tmp_path_factory.mktemp("pg") / "data", stop_at_exit=True)
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> sa.Engine:
+    engine = create_mirror_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def schema(engine: sa.Engine) -> str:
+    """A schema of its own for each test, dropped afterwards; nothing leaks between tests."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield name
+    with engine.begin() as connection:
+        connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that touch Postgres carry the ``database`` marker, so CI can rerun them on another server."""
+    for item in items:
+        if "database_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.database)
