@@ -1,0 +1,104 @@
+"""Errors the Clerk client raises.
+
+Every error derives from :class:`ClerkError` and reads as one line that says what went
+wrong and, where the operator can do something, what to fix. No message ever contains
+the secret key: messages are built from the request path, the HTTP status and Clerk's own
+error text, and the client scrubs the key out of Clerk's text before it lands here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_MAX_MESSAGE = 500
+
+
+def _one_line(text: str) -> str:
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= _MAX_MESSAGE else flat[: _MAX_MESSAGE - 1] + "…"
+
+
+def _rebuild(cls: type[ClerkError], message: str, attrs: dict[str, Any]) -> ClerkError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(attrs)
+    return error
+
+
+class ClerkError(Exception):
+    """Base class of every error raised by the Clerk client; ``str()`` is one clear line."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(_one_line(message))
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else self.__class__.__name__
+
+    def __reduce__(self):  # keep the attributes when pickled (multiprocess executors)
+        return (_rebuild, (self.__class__, str(self), dict(self.__dict__)))
+
+
+class ClerkConfigError(ClerkError):
+    """The client is misconfigured (missing or empty secret key, bad URL, bad limits).
+
+    Raised before any request is sent.
+    """
+
+
+class ClerkAuthError(ClerkError):
+    """Clerk answered 401 or 403: the secret key is wrong, revoked or for another instance."""
+
+    def __init__(self, status: int, *, path: str = "") -> None:
+        super().__init__(f"Clerk rejected the secret key (HTTP {status}): check CLERK_SECRET_KEY")
+        self.status = status
+        self.path = path
+
+
+class ClerkRequestError(ClerkError):
+    """Clerk refused a request for a reason retrying won't fix (400, 404 on a list, 422, …).
+
+    Carries Clerk's ``long_message`` (or ``message``), its error ``code`` and trace id.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        *,
+        path: str,
+        long_message: str | None = None,
+        code: str | None = None,
+        trace_id: str | None = None,
+    ) -> None:
+        detail = f"HTTP {status}" + (f" {code}" if code else "")
+        text = f"Clerk refused {path} ({detail})"
+        if long_message:
+            text += f": {long_message}"
+        if trace_id:
+            text += f" [clerk_trace_id {trace_id}]"
+        super().__init__(text)
+        self.status = status
+        self.path = path
+        self.long_message = long_message
+        self.code = code
+        self.trace_id = trace_id
+
+
+class ClerkUnavailableError(ClerkError):
+    """A request still failed after every attempt (5xx, 429, timeouts, dropped connections,
+    unparseable bodies). ``last_status`` is the last HTTP status seen, or ``None`` when the
+    last attempt got no response at all; ``last_error`` says what happened in words.
+    """
+
+    def __init__(
+        self,
+        *,
+        path: str,
+        attempts: int,
+        last_status: int | None,
+        last_error: str,
+    ) -> None:
+        super().__init__(f"Clerk did not answer {path} after {attempts} attempt(s) (last: {last_error})")
+        self.path = path
+        self.attempts = attempts
+        self.last_status = last_status
+        self.last_error = last_error
