@@ -30,7 +30,7 @@ ENTITIES: tuple[str, ...] = (USERS, ORGANIZATIONS, MEMBERSHIPS)
 TEXT = "string"
 BOOL = "boolean"
 MILLIS = "Int64"
-INT = "Int64"
+INT = "Int32"  # distinct from MILLIS: kinds tell columns apart, not just dtypes
 JSON = "json"  # canonical JSON text in frames, jsonb in Postgres
 
 # Column -> kind, per entity, in the order the mirror tables declare them.

@@ -1,0 +1,454 @@
+"""Clerk JSON objects -> contract frames (``model.COLUMNS``, ``model.conform`` dtypes).
+
+Pure functions: no I/O, no clock, the input dicts are never mutated.
+
+Rules (see ``/work/shared/clerk/README.md`` for the shapes):
+
+- Missing documented fields become null; unknown fields and enum values are kept in
+  ``raw`` and never fail. A value of an unexpected type in a typed column (a string
+  in ``banned``, a float timestamp, ...) is coerced when that is lossless, else null.
+- ``raw`` is the canonical JSON of the whole object (``model.canonical_json``) and
+  ``raw_digest`` its md5 (``model.digest``).
+- ``include_private_metadata=False`` keeps private metadata out of the mirror: the
+  column is null and the ``private_metadata`` key is removed from ``raw`` (for users,
+  organizations, memberships, and the organization embedded in a membership).
+- Users' ``primary_email``: see :func:`primary_email`.
+
+For large lists use :class:`FrameBuilder`: it turns every page into a small columnar
+chunk (one DataFrame, Arrow-backed strings) as it arrives, so the page's dicts can be
+dropped, and de-duplicates rows repeated across pages when the frame is asked for.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from sync_pipeline import model
+
+PRIVATE_METADATA = "private_metadata"
+
+__all__ = [
+    "FrameBuilder",
+    "dedupe_latest",
+    "drop_rows",
+    "select_rows",
+    "normalize",
+    "normalize_membership",
+    "normalize_organization",
+    "normalize_user",
+    "primary_email",
+    "users_frame",
+    "organizations_frame",
+    "memberships_frame",
+    "strip_private_metadata",
+]
+
+
+# --------------------------------------------------------------------------- values
+
+# model.canonical_json builds a new JSONEncoder on every call (json.dumps with options
+# does); one shared encoder with the very same options gives the very same text, faster.
+_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _json(value: Any) -> str | None:
+    """``model.canonical_json``, byte for byte (tested), without the per-call encoder."""
+    return None if value is None else _ENCODE(value)
+
+
+
+def _text(value: Any) -> str | None:
+    """Text column value: strings as given, null stays null, anything else as JSON text."""
+    if value is None or isinstance(value, str):
+        return value
+    return _json(value)
+
+
+def _bool(value: Any) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int | float) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return None
+
+
+def _int(value: Any) -> int | None:
+    """Integers as given; integral floats and digit strings converted; else (and beyond int64) null."""
+    if isinstance(value, bool):  # bool is an int subclass: not a count
+        return None
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str):
+        try:
+            number = int(value)
+        except ValueError:
+            return None
+    else:
+        return None
+    return number if -(2**63) <= number < 2**63 else None
+
+
+def _dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def primary_email(user: Mapping[str, Any]) -> str | None:
+    """The user's primary e-mail address, as Clerk spells it.
+
+    1. the address whose ``id`` equals ``primary_email_address_id``;
+    2. where that id is null or not found: the first address whose
+       ``verification.status`` is ``"verified"`` (``verification`` may be null);
+    3. else the first address; 4. else null.
+    """
+    addresses = [a for a in (user.get("email_addresses") or ()) if isinstance(a, dict)]
+    if not addresses:
+        return None
+    primary_id = user.get("primary_email_address_id")
+    if primary_id is not None:
+        for address in addresses:
+            if address.get("id") == primary_id:
+                return _text(address.get("email_address"))
+    for address in addresses:
+        if _dict(address.get("verification")).get("status") == "verified":
+            return _text(address.get("email_address"))
+    return _text(addresses[0].get("email_address"))
+
+
+def strip_private_metadata(entity: str, obj: Mapping[str, Any]) -> dict:
+    """A shallow copy of ``obj`` without ``private_metadata`` (also inside an embedded org)."""
+    out = {k: v for k, v in obj.items() if k != PRIVATE_METADATA}
+    if entity == model.MEMBERSHIPS and isinstance(out.get("organization"), dict):
+        out["organization"] = {
+            k: v for k, v in out["organization"].items() if k != PRIVATE_METADATA
+        }
+    return out
+
+
+# ------------------------------------------------------------------ rows, per entity
+# Each function turns one object into a tuple in model.COLUMNS[entity] order. They are
+# the whole mapping: read them as the table of "column <- JSON path" rules.
+
+
+def _user_row(obj: dict, include_private: bool) -> tuple:
+    if not include_private:
+        obj = strip_private_metadata(model.USERS, obj)
+    raw = _json(obj)
+    get = obj.get
+    return (
+        _text(get("id")),
+        primary_email(obj),
+        _text(get("first_name")),
+        _text(get("last_name")),
+        _text(get("username")),
+        _text(get("image_url")),
+        _text(get("external_id")),
+        _bool(get("banned")),
+        _json(get("public_metadata")),
+        _json(get(PRIVATE_METADATA)),
+        _int(get("created_at")),
+        _int(get("updated_at")),
+        raw,
+        model.digest(raw),
+    )
+
+
+def _organization_row(obj: dict, include_private: bool) -> tuple:
+    if not include_private:
+        obj = strip_private_metadata(model.ORGANIZATIONS, obj)
+    raw = _json(obj)
+    get = obj.get
+    return (
+        _text(get("id")),
+        _text(get("name")),
+        _text(get("slug")),
+        _text(get("image_url")),
+        _int(get("members_count")),
+        _text(get("created_by")),
+        _json(get("public_metadata")),
+        _json(get(PRIVATE_METADATA)),
+        _int(get("created_at")),
+        _int(get("updated_at")),
+        raw,
+        model.digest(raw),
+    )
+
+
+def _membership_row(obj: dict, include_private: bool) -> tuple:
+    if not include_private:
+        obj = strip_private_metadata(model.MEMBERSHIPS, obj)
+    raw = _json(obj)
+    get = obj.get
+    return (
+        _text(get("id")),
+        _text(_dict(get("organization")).get("id")),
+        _text(_dict(get("public_user_data")).get("user_id")),
+        _text(get("role")),
+        _json(get("permissions")),
+        _int(get("created_at")),
+        _int(get("updated_at")),
+        raw,
+        model.digest(raw),
+    )
+
+
+_ROW_BUILDERS: dict[str, Callable[[dict, bool], tuple]] = {
+    model.USERS: _user_row,
+    model.ORGANIZATIONS: _organization_row,
+    model.MEMBERSHIPS: _membership_row,
+}
+
+
+def _row_dict(entity: str, obj: dict, include_private_metadata: bool) -> dict[str, Any]:
+    rows, _ = _rows(entity, [obj], include_private_metadata)
+    if not rows:
+        raise ValueError(f"a Clerk {entity} object needs a text id, got {obj.get('id')!r}")
+    return dict(zip(model.COLUMNS[entity], rows[0]))
+
+
+def normalize_user(obj: Mapping[str, Any], *, include_private_metadata: bool = True) -> dict[str, Any]:
+    """One user as a dict of contract columns (Python values, None for null)."""
+    return _row_dict(model.USERS, dict(obj), include_private_metadata)
+
+
+def normalize_organization(
+    obj: Mapping[str, Any], *, include_private_metadata: bool = True
+) -> dict[str, Any]:
+    return _row_dict(model.ORGANIZATIONS, dict(obj), include_private_metadata)
+
+
+def normalize_membership(
+    obj: Mapping[str, Any], *, include_private_metadata: bool = True
+) -> dict[str, Any]:
+    return _row_dict(model.MEMBERSHIPS, dict(obj), include_private_metadata)
+
+
+# ------------------------------------------------------------------------- frames
+
+_DTYPES: dict[str, dict[str, str]] = {
+    entity: {c: model.frame_dtype(k) for c, k in columns.items()}
+    for entity, columns in model.COLUMNS.items()
+}
+
+
+def _column(values: tuple, dtype: str) -> Any:
+    if dtype == model.TEXT:  # straight to Arrow: what pd.array(..., "string") builds, less checking
+        return pd.arrays.ArrowStringArray(pa.chunked_array([pa.array(values, type=pa.large_string())]))
+    if dtype in _INT_RANGES:  # a number the column cannot hold is null, not an error
+        low, high = _INT_RANGES[dtype]
+        if not all(v is None or low <= v <= high for v in values):
+            values = tuple(v if v is None or low <= v <= high else None for v in values)
+    return pd.array(values, dtype=dtype)
+
+
+_INT_RANGES = {
+    name: (int(np.iinfo(name.lower()).min), int(np.iinfo(name.lower()).max))
+    for name in ("Int8", "Int16", "Int32", "Int64")
+}
+
+
+def _chunk(entity: str, rows: list[tuple]) -> pd.DataFrame:
+    """Row tuples -> one conformed DataFrame (one pandas array per column, no per-row work)."""
+    if not rows:
+        return model.empty_frame(entity)
+    dtypes = _DTYPES[entity]
+    return pd.DataFrame(
+        {name: _column(values, dtypes[name]) for name, values in zip(dtypes, zip(*rows))}
+    )
+
+
+def _rows(entity: str, objects: Iterable[Any], include_private_metadata: bool) -> tuple[list[tuple], int]:
+    """Row tuples for the objects that are dicts with a text id; also how many were skipped."""
+    build = _ROW_BUILDERS[entity]
+    rows = []
+    skipped = 0
+    for obj in objects:
+        if isinstance(obj, dict) and isinstance(obj.get("id"), str):
+            try:
+                rows.append(build(obj, include_private_metadata))
+            except UnicodeEncodeError:  # a lone surrogate ("\\ud800" in the JSON): not UTF-8
+                rows.append(build(_scrub(obj), include_private_metadata))
+        else:
+            skipped += 1
+    return rows, skipped
+
+
+def _scrub(value: Any) -> Any:
+    """``value`` with lone UTF-16 surrogates in strings replaced by U+FFFD (pairs joined)."""
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, dict):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def normalize(
+    entity: str, objects: Iterable[Mapping[str, Any]], *, include_private_metadata: bool = True
+) -> pd.DataFrame:
+    """Clerk objects of one entity -> a contract frame, de-duplicated by id (see FrameBuilder)."""
+    builder = FrameBuilder(entity, include_private_metadata=include_private_metadata)
+    builder.add_page(list(objects))
+    return builder.frame()
+
+
+def users_frame(objects: Iterable[Mapping[str, Any]], *, include_private_metadata: bool = True) -> pd.DataFrame:
+    return normalize(model.USERS, objects, include_private_metadata=include_private_metadata)
+
+
+def organizations_frame(
+    objects: Iterable[Mapping[str, Any]], *, include_private_metadata: bool = True
+) -> pd.DataFrame:
+    return normalize(model.ORGANIZATIONS, objects, include_private_metadata=include_private_metadata)
+
+
+def memberships_frame(
+    objects: Iterable[Mapping[str, Any]], *, include_private_metadata: bool = True
+) -> pd.DataFrame:
+    return normalize(model.MEMBERSHIPS, objects, include_private_metadata=include_private_metadata)
+
+
+def dedupe_latest(frame: pd.DataFrame, key: str | list[str] = "id") -> tuple[pd.DataFrame, np.ndarray]:
+    """Keep one row per ``key``: the greatest ``updated_at`` (NA counts as oldest), ties the last.
+
+    Rows with a null in any key column are always kept.
+    Returns the kept rows (in their original order, index reset) and the positions of the
+    dropped rows in ``frame``. Cheap when there is nothing to drop.
+    """
+    keys = [key] if isinstance(key, str) else list(key)
+    if len(frame) < 2:
+        return frame.reset_index(drop=True), np.empty(0, dtype=np.int64)
+    repeated = frame.duplicated(keys, keep=False).to_numpy(dtype=bool, copy=True)
+    for k in keys:  # a row with a null key is nobody's repeat
+        repeated &= frame[k].notna().to_numpy(dtype=bool)
+    if not repeated.any():
+        return frame.reset_index(drop=True), np.empty(0, dtype=np.int64)
+    # Only rows of repeated keys need ranking; ``keep="last"`` after a stable sort by
+    # (updated_at, position) keeps the newest, ties the last seen.
+    positions = np.flatnonzero(repeated)
+    sub = select_rows(frame[[*keys, "updated_at"]], repeated)
+    ranked = pd.DataFrame(
+        {
+            **{f"k{i}": sub[k].to_numpy(dtype=object, na_value=None) for i, k in enumerate(keys)},
+            "u": sub["updated_at"].to_numpy(dtype="float64", na_value=-np.inf),
+            "pos": positions,
+        }
+    ).sort_values(["u", "pos"], kind="stable")
+    dropped_mask = ranked.duplicated([f"k{i}" for i in range(len(keys))], keep="last")
+    dropped = np.sort(ranked.loc[dropped_mask, "pos"].to_numpy())
+    return drop_rows(frame, dropped), dropped
+
+
+def drop_rows(frame: pd.DataFrame, positions: np.ndarray) -> pd.DataFrame:
+    """``frame`` without the rows at ``positions`` (sorted), index reset.
+
+    A few rows out of a million are dropped without copying the text: Arrow string
+    columns are re-assembled from zero-copy slices around the dropped rows (a filter
+    would copy every ``raw`` document, gigabytes for a million users).
+    """
+    n = len(frame)
+    keep = np.ones(n, dtype=bool)
+    keep[positions] = False
+    if len(positions) == 0:
+        return frame.reset_index(drop=True)
+    if len(positions) > max(64, n // 1000):
+        return select_rows(frame, keep)
+    starts = np.concatenate([[0], positions + 1])
+    ends = np.concatenate([positions, [n]])
+    runs = [(int(a), int(b - a)) for a, b in zip(starts, ends) if b > a]
+    columns = {}
+    for name in frame.columns:
+        values = frame[name].array
+        if isinstance(values, pd.arrays.ArrowStringArray):
+            whole = values.__arrow_array__()
+            whole = whole if isinstance(whole, pa.ChunkedArray) else pa.chunked_array([whole])
+            chunks = [chunk for start, length in runs for chunk in whole.slice(start, length).chunks]
+            columns[name] = pd.arrays.ArrowStringArray(pa.chunked_array(chunks, type=whole.type))
+        else:
+            columns[name] = values[keep]
+    return pd.DataFrame(columns)
+
+
+def select_rows(frame: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
+    """``frame[mask]``, index reset, with Arrow string columns filtered chunk by chunk.
+
+    pandas selects rows with a ``take``, which on a column of many Arrow chunks (one
+    per page) first joins all the chunks: a copy of every ``raw`` document to pick a few.
+    A filter works chunk by chunk and copies only what it keeps.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if mask.all():
+        return frame.reset_index(drop=True)
+    arrow_mask = pa.array(mask)
+    columns = {}
+    for name in frame.columns:
+        values = frame[name].array
+        if isinstance(values, pd.arrays.ArrowStringArray):
+            kept = pc.filter(values.__arrow_array__(), arrow_mask)
+            if isinstance(kept, pa.ChunkedArray):
+                kept = pa.chunked_array([c for c in kept.chunks if len(c)], type=kept.type)
+            columns[name] = pd.arrays.ArrowStringArray(kept)
+        else:
+            columns[name] = values[mask]
+    return pd.DataFrame(columns, columns=frame.columns)
+
+
+class FrameBuilder:
+    """Accumulates pages of Clerk objects into one contract frame.
+
+    >>> builder = FrameBuilder(model.USERS, include_private_metadata=False)
+    >>> for page in pages:            # doctest: +SKIP
+    ...     builder.add_page(page)    # the page's dicts can be dropped after this
+    >>> users = builder.frame()       # doctest: +SKIP
+
+    Every page becomes one small DataFrame right away (Python lists per column, then
+    one pandas array per column: Arrow-backed strings, far smaller than the dicts).
+    :meth:`frame` concatenates them and keeps one row per id, the one with the greatest
+    ``updated_at`` (ties: the last seen), as offset paging over a live list can repeat
+    rows. ``repeats_dropped`` then says how many were dropped; ``skipped`` counts page
+    items that were not objects with a text id.
+    """
+
+    def __init__(self, entity: str, include_private_metadata: bool = True) -> None:
+        if entity not in model.COLUMNS:
+            raise ValueError(f"unknown entity {entity!r}; expected one of {model.ENTITIES}")
+        self.entity = entity
+        self.include_private_metadata = include_private_metadata
+        self._chunks: list[pd.DataFrame] = []
+        self.rows_seen = 0
+        self.skipped = 0
+        self.repeats_dropped = 0
+        self.repeated_ids: list[str] = []
+
+    def add_page(self, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Normalize one page; returns how many rows it added."""
+        tuples, skipped = _rows(self.entity, rows, self.include_private_metadata)
+        self.skipped += skipped
+        if tuples:
+            self._chunks.append(_chunk(self.entity, tuples))
+            self.rows_seen += len(tuples)
+        return len(tuples)
+
+    def frame(self) -> pd.DataFrame:
+        """All pages so far as one conformed frame, one row per id."""
+        if not self._chunks:
+            return model.empty_frame(self.entity)
+        frame = self._chunks[0] if len(self._chunks) == 1 else pd.concat(self._chunks, ignore_index=True)
+        kept, dropped = dedupe_latest(frame)
+        if len(dropped):
+            self.repeats_dropped += len(dropped)
+            self.repeated_ids += frame["id"].array.take(dropped).tolist()
+        # Keep only the result: later pages append to it, and memory holds one copy.
+        self._chunks = [kept]
+        return kept.copy(deep=False)  # copy-on-write: the caller's edits never reach the builder

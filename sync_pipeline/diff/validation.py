@@ -1,0 +1,140 @@
+"""Validation rules: problems a sync reports about Clerk's data. The rows are still mirrored.
+
+Each rule is one line of :data:`RULES`: the entity it looks at, the problem text, whether
+it needs a full snapshot, and a vectorized test over the Clerk snapshot. A rule returns,
+for each row of its entity's frame, either a problem text or null (no problem).
+
+Membership references are only checked in a full sync: a scoped snapshot holds only part
+of the instance, so a membership's user or organization may simply be out of scope.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from sync_pipeline import model
+
+VALIDATION_COLUMNS = ("entity", "id", "problem")
+
+NO_EMAIL = "no e-mail"
+NO_NAME = "no name"
+UNKNOWN_USER = "unknown user"  # followed by the user id
+UNKNOWN_ORGANIZATION = "unknown organization"  # followed by the organization id
+
+
+def blank(values: pd.Series) -> np.ndarray:
+    """True where a text value is null or only whitespace."""
+    return (values.str.strip().fillna("") == "").to_numpy(dtype=bool)
+
+
+def arrow_text(values: pd.Series) -> pa.ChunkedArray:
+    """A text column as an Arrow ``large_string`` chunked array (zero-copy when Arrow-backed)."""
+    try:
+        array = values.array.__arrow_array__()
+    except (AttributeError, TypeError):
+        array = pa.array(values.to_numpy(dtype=object, na_value=None), type=pa.large_string())
+    if isinstance(array, pa.Array):
+        array = pa.chunked_array([array])
+    if array.type != pa.large_string():
+        array = array.cast(pa.large_string())
+    return array
+
+
+def is_in(values: pd.Series, others: pd.Series) -> np.ndarray:
+    """``values.isin(others)`` for text, through Arrow (pandas' own is slow on Arrow strings)."""
+    if len(values) == 0:
+        return np.zeros(0, dtype=bool)
+    if len(others) == 0:
+        return np.zeros(len(values), dtype=bool)
+    needles, haystack = arrow_text(values), arrow_text(others)
+    if len(haystack) > 2 * len(needles):
+        # Hashing is the cost: hash the smaller side, keep only the others it finds.
+        haystack = pc.filter(haystack, pc.is_in(haystack, value_set=pc.unique(needles), skip_nulls=True))
+    result = pc.is_in(needles, value_set=haystack.combine_chunks(), skip_nulls=True)
+    return result.to_numpy(zero_copy_only=False).astype(bool, copy=False)
+
+
+def _labelled(problem: str, mask: np.ndarray, detail: pd.Series | None = None) -> pd.Series:
+    """A Series of problem texts where ``mask`` holds (with `` <detail>`` appended), else null."""
+    out = pd.Series(pd.NA, index=range(len(mask)), dtype="string")
+    if mask.any():
+        if detail is None:
+            out[mask] = problem
+        else:
+            out[mask] = problem + " " + detail[mask].fillna("(null)").to_numpy(dtype=object)
+    return out
+
+
+@dataclass(frozen=True)
+class Rule:
+    entity: str
+    problem: str
+    full_scope_only: bool
+    check: Callable[[model.Snapshot], pd.Series]
+
+
+def _no_email(clerk: model.Snapshot) -> pd.Series:
+    return _labelled(NO_EMAIL, blank(clerk.users["primary_email"]))
+
+
+def _no_name(clerk: model.Snapshot) -> pd.Series:
+    users = clerk.users
+    mask = blank(users["first_name"]) & blank(users["last_name"]) & blank(users["username"])
+    return _labelled(NO_NAME, mask)
+
+
+def _unknown_user(clerk: model.Snapshot) -> pd.Series:
+    memberships = clerk.organization_memberships
+    mask = ~is_in(memberships["user_id"], clerk.users["id"])
+    return _labelled(UNKNOWN_USER, mask, memberships["user_id"])
+
+
+def _unknown_organization(clerk: model.Snapshot) -> pd.Series:
+    memberships = clerk.organization_memberships
+    mask = ~is_in(memberships["organization_id"], clerk.organizations["id"])
+    return _labelled(UNKNOWN_ORGANIZATION, mask, memberships["organization_id"])
+
+
+RULES: tuple[Rule, ...] = (
+    #    entity             problem                full only  check
+    Rule(model.USERS,       NO_EMAIL,              False,     _no_email),
+    Rule(model.USERS,       NO_NAME,               False,     _no_name),
+    Rule(model.MEMBERSHIPS, UNKNOWN_USER,          True,      _unknown_user),
+    Rule(model.MEMBERSHIPS, UNKNOWN_ORGANIZATION,  True,      _unknown_organization),
+)  # fmt: skip
+
+
+def empty_problems() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series([], dtype="string") for c in VALIDATION_COLUMNS})
+
+
+def validate(clerk: model.Snapshot) -> pd.DataFrame:
+    """Every rule over the (de-duplicated) Clerk snapshot: DataFrame(entity, id, problem)."""
+    found = []
+    for rule in RULES:
+        if rule.full_scope_only and not clerk.scope.is_full:
+            continue
+        frame = clerk.frame(rule.entity)
+        if frame.empty:
+            continue
+        problems = rule.check(clerk)
+        hit = problems.notna().to_numpy(dtype=bool)
+        if hit.any():
+            found.append(
+                pd.DataFrame(
+                    {
+                        "entity": pd.array([rule.entity] * int(hit.sum()), dtype="string"),
+                        "id": frame["id"].array[hit],
+                        "problem": problems.array[hit],
+                    }
+                )
+            )
+    if not found:
+        return empty_problems()
+    return pd.concat(found, ignore_index=True)
