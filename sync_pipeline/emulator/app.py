@@ -1,0 +1,446 @@
+"""The emulator's HTTP face: Clerk's Backend API routes behind Clerk's gate.
+
+Every request passes, in order: the configured latency (``asyncio.sleep``, so concurrent
+requests overlap as against the real API), the ``Authorization: Bearer`` check (401),
+the per-key rate limit (429 with ``Retry-After``), any injected fault, and then the
+route. Errors carry Clerk's body: ``{"errors": [{message, long_message, code, meta}],
+"clerk_trace_id"}``. Any ``Clerk-API-Version`` header is accepted.
+
+List bodies are assembled from the store's pre-rendered JSON texts, never re-encoded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import re
+import threading
+import time
+import uuid
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
+
+from sync_pipeline.emulator.faults import Fault, FaultInjector, FaultKind
+from sync_pipeline.emulator.objects import to_json
+from sync_pipeline.emulator.store import ClerkStore, InvalidParameter, ObjectNotFound, OrganizationQuery, UserQuery
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SECRET_KEY = "sk_test_emulator"
+MAX_LIMIT = 500
+MAX_FILTER_VALUES = 100
+# Clerk's limits per secret key and 10 s: development instances (sk_test_) and production (sk_live_).
+CLERK_REQUESTS_PER_10S = {"sk_test_": 100, "sk_live_": 1000}
+
+
+@dataclass
+class EmulatorSettings:
+    """How the emulator behaves; change fields at any time, the next request sees them.
+
+    ``requests_per_10s``: None for Clerk's own limit for the key's kind (100 for
+    ``sk_test_`` keys, 1000 for ``sk_live_``), 0 for no limit, else that many requests
+    per window. ``rate_limit_window_s`` (10 s like Clerk's) can be shortened for tests.
+    """
+
+    secret_key: str = DEFAULT_SECRET_KEY
+    latency_ms: float = 0.0
+    requests_per_10s: int | None = None
+    rate_limit_window_s: float = 10.0
+
+    def request_limit(self) -> int | None:
+        """Requests allowed per window, or None for no limit."""
+        if self.requests_per_10s is not None:
+            return self.requests_per_10s or None
+        return next(
+            (limit for prefix, limit in CLERK_REQUESTS_PER_10S.items() if self.secret_key.startswith(prefix)),
+            CLERK_REQUESTS_PER_10S["sk_test_"],
+        )
+
+
+@dataclass
+class EmulatorStats:
+    """What the emulator has served, for tests and benchmarks to read."""
+
+    requests_by_path: Counter[str] = field(default_factory=Counter)
+    responses_by_status: Counter[int] = field(default_factory=Counter)
+    rate_limited: int = 0  # 429s from the rate limiter (injected 429s are in FaultInjector.fired)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def too_many_requests(self) -> int:
+        """Every 429 served, from the rate limiter or injected."""
+        return self.responses_by_status[429]
+
+    @property
+    def requests(self) -> int:
+        with self._lock:
+            return sum(self.requests_by_path.values())
+
+    def record_request(self, path: str) -> None:
+        with self._lock:
+            self.requests_by_path[path] += 1
+
+    def record_response(self, status: int) -> None:
+        with self._lock:
+            self.responses_by_status[status] += 1
+
+    def record_rate_limited(self) -> None:
+        with self._lock:
+            self.rate_limited += 1
+
+    def requests_under(self, path_prefix: str) -> int:
+        with self._lock:
+            return sum(count for path, count in self.requests_by_path.items() if path.startswith(path_prefix))
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests_by_path.clear()
+            self.responses_by_status.clear()
+            self.rate_limited = 0
+
+
+class SlidingWindowRateLimiter:
+    """At most ``limit`` requests per key in any ``window_s`` seconds."""
+
+    def __init__(self) -> None:
+        self._recent: dict[str, deque[float]] = {}
+
+    def admit(self, key: str, limit: int, window_s: float, now: float) -> float | None:
+        """Count the request and return None, or refuse it: the seconds until one would pass."""
+        recent = self._recent.setdefault(key, deque())
+        while recent and recent[0] <= now - window_s:
+            recent.popleft()
+        if len(recent) >= limit:
+            return recent[0] + window_s - now
+        recent.append(now)
+        return None
+
+
+def clerk_error(
+    status: int,
+    code: str,
+    message: str,
+    long_message: str,
+    *,
+    meta: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    body = {
+        "errors": [{"message": message, "long_message": long_message, "code": code, "meta": meta or {}}],
+        "clerk_trace_id": uuid.uuid4().hex,
+    }
+    return Response(to_json(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def _unauthorized() -> Response:
+    return clerk_error(
+        401, "authentication_invalid", "Invalid authentication",
+        "Unable to authenticate the request, you need to supply an active API key",
+    )
+
+
+def _too_many_requests(retry_after_s: int) -> Response:
+    return clerk_error(
+        429, "too_many_requests", "Too many requests", "Too many requests, retry later",
+        headers={"Retry-After": str(retry_after_s)},
+    )
+
+
+def _json(text: str) -> Response:
+    return Response(text, media_type="application/json")
+
+
+def _paginated(texts: list[str], total_count: int) -> Response:
+    return _json(f'{{"data":[{",".join(texts)}],"total_count":{total_count}}}')
+
+
+# -- query parameters -----------------------------------------------------------------
+
+_DIGITS = re.compile(r"\d+")
+
+
+def _integer(request: Request, name: str, default: int, minimum: int, maximum: int | None, rule: str) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not _DIGITS.fullmatch(raw) or int(raw) < minimum or (maximum is not None and int(raw) > maximum):
+        raise InvalidParameter(name, f"{name} {rule}")  # "10.0", "-1", "501"... all 422, as Clerk
+    return int(raw)
+
+
+def _page(request: Request) -> tuple[int, int]:
+    limit = _integer(request, "limit", 10, 1, MAX_LIMIT, f"must be between 1 and {MAX_LIMIT}")
+    offset = _integer(request, "offset", 0, 0, None, "must be greater than or equal to 0")
+    return limit, offset
+
+
+def _timestamp(request: Request, name: str) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    if not _DIGITS.fullmatch(raw):
+        raise InvalidParameter(name, f"{name} must be a timestamp in epoch milliseconds")
+    return int(raw)
+
+
+def _values(request: Request, name: str) -> tuple[str, ...]:
+    values = tuple(request.query_params.getlist(name))
+    if len(values) > MAX_FILTER_VALUES:
+        raise InvalidParameter(name, f"{name} accepts at most {MAX_FILTER_VALUES} values")
+    return values
+
+
+def _flag(request: Request, name: str) -> bool:
+    raw = request.query_params.get(name, "false").lower()
+    if raw not in ("true", "false"):
+        raise InvalidParameter(name, f"{name} must be true or false")
+    return raw == "true"
+
+
+def _user_query(request: Request, *, for_count: bool) -> UserQuery:
+    return UserQuery(
+        user_ids=_values(request, "user_id"),
+        email_addresses=_values(request, "email_address"),
+        external_ids=_values(request, "external_id"),
+        organization_ids=_values(request, "organization_id"),
+        text=request.query_params.get("query") or None,
+        created_at_after=_timestamp(request, "created_at_after"),
+        created_at_before=_timestamp(request, "created_at_before"),
+        last_active_at_after=_timestamp(request, "last_active_at_after"),
+        last_active_at_before=_timestamp(request, "last_active_at_before"),
+        order_by="-created_at" if for_count else request.query_params.get("order_by", "-created_at"),
+        starting_after=None if for_count else request.query_params.get("starting_after"),
+    )
+
+
+def _as_served(rows: list[str], request: Request) -> list[str]:
+    """The page's rows, less any a SHORT_PAGE fault withholds (total_count still counts them)."""
+    withheld = request.scope.get("state", {}).get("withhold_rows", 0)
+    return rows[: max(len(rows) - withheld, 0)]
+
+
+class ClerkEmulatorApp:
+    """The ASGI application: one store, its settings, faults and stats."""
+
+    def __init__(
+        self,
+        store: ClerkStore,
+        settings: EmulatorSettings | None = None,
+        faults: FaultInjector | None = None,
+        stats: EmulatorStats | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings or EmulatorSettings()
+        self.faults = faults or FaultInjector()
+        self.stats = stats or EmulatorStats()
+        self._rate_limiter = SlidingWindowRateLimiter()
+        self._router = Starlette(
+            routes=[
+                Route("/v1/users", self._list_users),
+                Route("/v1/users/count", self._count_users),
+                Route("/v1/users/{user_id}", self._get_user),
+                Route("/v1/users/{user_id}/organization_memberships", self._list_user_memberships),
+                Route("/v1/organizations", self._list_organizations),
+                Route("/v1/organizations/{organization_id}", self._get_organization),
+                Route("/v1/organizations/{organization_id}/memberships", self._list_organization_memberships),
+                Route("/v1/organization_memberships", self._list_memberships),
+            ],
+            exception_handlers={
+                InvalidParameter: self._invalid_parameter,
+                ObjectNotFound: self._not_found,
+                HTTPException: self._http_exception,
+            },
+        )
+
+    # -- the gate -------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._router(scope, receive, send)
+            return
+        path = scope["path"]
+
+        async def counted_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.stats.record_response(message["status"])
+            await send(message)
+
+        self.stats.record_request(path)
+        if self.settings.latency_ms > 0:
+            await asyncio.sleep(self.settings.latency_ms / 1000)
+        refusal = self._refusal(scope)
+        if refusal is not None:
+            await refusal(scope, receive, counted_send)
+            return
+        fault = self.faults.take(path)
+        if fault is None:
+            await self._router(scope, receive, counted_send)
+        else:
+            logger.info("emulator: injecting %s into %s", fault.kind.value, path)
+            await self._inject(fault, scope, receive, counted_send)
+
+    def _refusal(self, scope: Scope) -> Response | None:
+        """A 401 or 429 if the request may not pass, else None."""
+        headers = dict(scope["headers"])
+        authorization = headers.get(b"authorization", b"").decode("latin-1")
+        scheme, _, key = authorization.partition(" ")
+        if scheme.lower() != "bearer" or key.strip() != self.settings.secret_key:
+            return _unauthorized()
+        limit = self.settings.request_limit()
+        if limit is not None:
+            wait_s = self._rate_limiter.admit(key.strip(), limit, self.settings.rate_limit_window_s, time.monotonic())
+            if wait_s is not None:
+                self.stats.record_rate_limited()
+                return _too_many_requests(max(1, math.ceil(wait_s)))
+        return None
+
+    async def _inject(self, fault: Fault, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = fault.kind
+        if kind is FaultKind.SERVER_ERROR:
+            response = clerk_error(
+                fault.status or 500, "internal_clerk_error", "Oops, an unexpected error occurred",
+                "There was an internal error on our servers. We've been notified and are working on fixing it.",
+            )
+            await response(scope, receive, send)
+        elif kind is FaultKind.RATE_LIMITED:
+            await _too_many_requests(fault.retry_after_s)(scope, receive, send)
+        elif kind is FaultKind.UNAUTHORIZED:
+            await _unauthorized()(scope, receive, send)
+        elif kind is FaultKind.NON_JSON:
+            page = "<html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1></body></html>"
+            await Response(page, status_code=fault.status or 200, media_type="text/html")(scope, receive, send)
+        elif kind is FaultKind.SLOW:
+            if await _client_left_within(fault.delay_s, receive):
+                return
+            await self._router(scope, receive, send)
+        elif kind is FaultKind.SHORT_PAGE:
+            scope.setdefault("state", {})["withhold_rows"] = fault.missing_rows
+            await self._router(scope, receive, send)
+        else:
+            await self._send_broken_body(kind, scope, receive, send)
+
+    async def _send_broken_body(self, kind: FaultKind, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve the real answer, broken: cut short (TRUNCATED_BODY) or dropped mid-body."""
+        start: Message = {}
+        body = bytearray()
+
+        async def capture(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+            else:
+                body.extend(message.get("body", b""))
+
+        await self._router(scope, receive, capture)
+        half = bytes(body[: len(body) // 2])
+        headers = [(name, value) for name, value in start["headers"] if name.lower() != b"content-length"]
+        if kind is FaultKind.TRUNCATED_BODY:
+            headers.append((b"content-length", str(len(half)).encode()))
+            await send({**start, "headers": headers})
+            await send({"type": "http.response.body", "body": half})
+            return
+        # DROPPED_CONNECTION: promise the whole body, send half, and return without
+        # finishing. uvicorn then closes the connection (logging that the response was
+        # left incomplete), so the client reads a body that stops mid-way.
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": half, "more_body": True})
+
+    # -- error handlers -------------------------------------------------------------------
+
+    @staticmethod
+    async def _invalid_parameter(request: Request, error: Exception) -> Response:
+        assert isinstance(error, InvalidParameter)
+        return clerk_error(
+            422, "form_param_value_invalid", "is invalid", error.long_message, meta={"param_name": error.param_name}
+        )
+
+    @staticmethod
+    async def _not_found(request: Request, error: Exception) -> Response:
+        return clerk_error(404, "resource_not_found", "not found", "Resource not found")
+
+    @staticmethod
+    async def _http_exception(request: Request, error: Exception) -> Response:
+        assert isinstance(error, HTTPException)
+        if error.status_code == 405:
+            return clerk_error(
+                405, "request_method_not_allowed", "method not allowed", "This request method is not allowed"
+            )
+        return clerk_error(404, "resource_not_found", "not found", "Resource not found")
+
+    # -- routes ---------------------------------------------------------------------------
+
+    async def _list_users(self, request: Request) -> Response:
+        limit, offset = _page(request)
+        texts = self.store.list_users(_user_query(request, for_count=False), limit=limit, offset=offset)
+        return _json(f"[{','.join(_as_served(texts, request))}]")
+
+    async def _count_users(self, request: Request) -> Response:
+        total = self.store.count_users(_user_query(request, for_count=True))
+        return _json(f'{{"object":"total_count","total_count":{total}}}')
+
+    async def _get_user(self, request: Request) -> Response:
+        text = self.store.get_user_json(request.path_params["user_id"])
+        if text is None:
+            raise ObjectNotFound("user", request.path_params["user_id"])
+        return _json(text)
+
+    async def _list_user_memberships(self, request: Request) -> Response:
+        limit, offset = _page(request)
+        texts, total = self.store.list_user_memberships(request.path_params["user_id"], limit=limit, offset=offset)
+        return _paginated(_as_served(texts, request), total)
+
+    async def _list_organizations(self, request: Request) -> Response:
+        limit, offset = _page(request)
+        query = OrganizationQuery(
+            text=request.query_params.get("query") or None,
+            order_by=request.query_params.get("order_by", "-created_at"),
+        )
+        texts, total = self.store.list_organizations(
+            query, limit=limit, offset=offset, include_members_count=_flag(request, "include_members_count")
+        )
+        return _paginated(_as_served(texts, request), total)
+
+    async def _get_organization(self, request: Request) -> Response:
+        organization_id = request.path_params["organization_id"]
+        text = self.store.get_organization_json(
+            organization_id, include_members_count=_flag(request, "include_members_count")
+        )
+        if text is None:
+            raise ObjectNotFound("organization", organization_id)
+        return _json(text)
+
+    async def _list_organization_memberships(self, request: Request) -> Response:
+        limit, offset = _page(request)
+        texts, total = self.store.list_organization_memberships(
+            request.path_params["organization_id"], limit=limit, offset=offset
+        )
+        return _paginated(_as_served(texts, request), total)
+
+    async def _list_memberships(self, request: Request) -> Response:
+        limit, offset = _page(request)
+        texts, total = self.store.list_memberships(limit=limit, offset=offset)
+        return _paginated(_as_served(texts, request), total)
+
+
+async def _client_left_within(seconds: float, receive: Receive) -> bool:
+    """Wait ``seconds``, or less if the client disconnects (then True): a timed-out client
+    should not keep a server task sleeping through shutdown."""
+    deadline = time.monotonic() + seconds
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            message = await asyncio.wait_for(receive(), timeout=min(remaining, 1.0))
+        except asyncio.TimeoutError:
+            continue
+        if message["type"] == "http.disconnect":
+            return True
+    return False
