@@ -1,0 +1,140 @@
+"""Checks beside the assets they check: the delete guard and the mirror's integrity queries."""
+
+
+import sqlalchemy as sa
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    MetadataValue,
+    asset_check,
+)
+
+from sync_pipeline.defs.assets import MIRROR_TABLE_KEYS, sync_plan, sync_run_record
+from sync_pipeline.defs.resources import MirrorDatabase, SyncOptions
+from sync_pipeline.diff.guard import delete_guard_violations
+from sync_pipeline.diff.plan import SyncPlan
+from sync_pipeline.mirror.apply import record_sync_run
+from sync_pipeline.model import MEMBERSHIPS, USERS
+
+SAMPLE_LIMIT = 20
+
+
+@asset_check(
+    asset=sync_plan,
+    blocking=True,
+    description="Refuses a plan that would delete more than max_delete_share of any mirror table's live rows "
+    "(a bad or empty snapshot must never wipe the mirror), unless allow_mass_delete is set for the run.",
+)
+def delete_guard(
+    context: AssetCheckExecutionContext, sync_plan: SyncPlan, sync_options: SyncOptions, mirror_db: MirrorDatabase
+) -> AssetCheckResult:
+    violations = delete_guard_violations(sync_plan, sync_options.max_delete_share)
+    metadata = {
+        "max_delete_share": MetadataValue.float(sync_options.max_delete_share),
+        "allow_mass_delete": MetadataValue.bool(sync_options.allow_mass_delete),
+        "violations": MetadataValue.md("\n".join(f"- {v.describe()}" for v in violations) or "_none_"),
+    }
+    refused = bool(violations) and not sync_options.allow_mass_delete
+    if refused and not sync_options.dry_run:
+        record = sync_run_record(context.op_execution_context, sync_options, counts={"planned": sync_plan.counts()})
+        message = "; ".join(v.describe() for v in violations)
+        record_sync_run(mirror_db.engine, mirror_db.db_schema, record, "refused", message=message)
+    if not refused:
+        return AssetCheckResult(passed=True, metadata=metadata)
+    summary = "; ".join(v.describe() for v in violations)
+    if sync_options.dry_run:
+        # A dry run writes nothing, so it is not stopped; it shows what a real run would meet.
+        return AssetCheckResult(
+            passed=False, severity=AssetCheckSeverity.WARN, metadata=metadata, description=f"A real run would be refused: {summary}"
+        )
+    return AssetCheckResult(
+        passed=False,
+        severity=AssetCheckSeverity.ERROR,
+        metadata=metadata,
+        description=f"Refused: {summary}. Rerun with allow_mass_delete to proceed.",
+    )
+
+
+def _query_rows(mirror_db: MirrorDatabase, sql: str) -> list[dict]:
+    mirror_db.ensure_ready()
+    with mirror_db.engine.connect() as connection:
+        return [dict(row) for row in connection.execute(sa.text(sql)).mappings()]
+
+
+@asset_check(
+    asset=MIRROR_TABLE_KEYS[MEMBERSHIPS],
+    description="At most one live membership per (organization, user).",
+)
+def no_duplicate_live_memberships(mirror_db: MirrorDatabase) -> AssetCheckResult:
+    rows = _query_rows(
+        mirror_db,
+        f"""
+        SELECT organization_id, user_id, count(*) AS live_rows
+        FROM "{mirror_db.db_schema}".organization_memberships
+        WHERE deleted_at IS NULL GROUP BY organization_id, user_id HAVING count(*) > 1
+        ORDER BY live_rows DESC LIMIT {SAMPLE_LIMIT}
+        """,
+    )
+    return AssetCheckResult(
+        passed=not rows,
+        metadata={"duplicate_pairs_shown": MetadataValue.int(len(rows)), "sample": MetadataValue.json(rows)},
+    )
+
+
+@asset_check(
+    asset=MIRROR_TABLE_KEYS[MEMBERSHIPS],
+    description="Every live membership points at a live user and a live organization in the mirror.",
+)
+def memberships_point_at_live_rows(mirror_db: MirrorDatabase) -> AssetCheckResult:
+    schema = mirror_db.db_schema
+    rows = _query_rows(
+        mirror_db,
+        f"""
+        SELECT m.id, m.user_id, m.organization_id,
+               u.id IS NULL OR u.deleted_at IS NOT NULL AS user_missing,
+               o.id IS NULL OR o.deleted_at IS NOT NULL AS organization_missing,
+               count(*) OVER () AS total
+        FROM "{schema}".organization_memberships m
+        LEFT JOIN "{schema}".users u ON u.id = m.user_id
+        LEFT JOIN "{schema}".organizations o ON o.id = m.organization_id
+        WHERE m.deleted_at IS NULL
+          AND (u.id IS NULL OR u.deleted_at IS NOT NULL OR o.id IS NULL OR o.deleted_at IS NOT NULL)
+        ORDER BY m.id LIMIT {SAMPLE_LIMIT}
+        """,
+    )
+    total = rows[0]["total"] if rows else 0
+    return AssetCheckResult(
+        passed=total == 0,
+        metadata={
+            "dangling_memberships": MetadataValue.int(total),
+            "sample": MetadataValue.json([{k: v for k, v in row.items() if k != "total"} for row in rows]),
+        },
+    )
+
+
+@asset_check(
+    asset=MIRROR_TABLE_KEYS[USERS],
+    description="No primary e-mail address (case-insensitive) is held by two live users. "
+    "Clerk is the source of truth, so this warns for a person to look rather than failing the sync.",
+)
+def live_primary_emails_distinct(mirror_db: MirrorDatabase) -> AssetCheckResult:
+    rows = _query_rows(
+        mirror_db,
+        f"""
+        SELECT lower(primary_email) AS email, array_agg(id ORDER BY id) AS user_ids, count(*) OVER () AS total
+        FROM "{mirror_db.db_schema}".users
+        WHERE deleted_at IS NULL AND primary_email IS NOT NULL
+        GROUP BY lower(primary_email) HAVING count(*) > 1
+        ORDER BY email LIMIT {SAMPLE_LIMIT}
+        """,
+    )
+    total = rows[0]["total"] if rows else 0
+    return AssetCheckResult(
+        passed=total == 0,
+        severity=AssetCheckSeverity.WARN,
+        metadata={
+            "shared_addresses": MetadataValue.int(total),
+            "sample": MetadataValue.json([{"email": r["email"], "user_ids": list(r["user_ids"])} for r in rows]),
+        },
+    )

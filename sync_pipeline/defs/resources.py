@@ -1,0 +1,100 @@
+"""Resources: the mirror database, and the options an engineer sets per run in the Launchpad."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from dagster import ConfigurableResource
+from pydantic import Field, PrivateAttr
+from sqlalchemy.engine import Engine
+
+from sync_pipeline.diff.guard import DEFAULT_MAX_DELETE_SHARE
+from sync_pipeline.mirror.apply import ApplySettings
+from sync_pipeline.mirror.database import (
+    check_connection,
+    create_mirror_engine,
+    upgrade_schema,
+    validate_schema_name,
+)
+from sync_pipeline.model import SyncScope
+
+
+class MirrorDatabase(ConfigurableResource):
+    """The Postgres database that holds the mirror (and the audit trail) in ``db_schema``."""
+
+    database_url: str = Field(description="SQLAlchemy URL of the mirror database (DATABASE_URL).")
+    db_schema: str = Field(default="clerk", description="Schema of the mirror tables (SYNC_SCHEMA).")
+    hard_delete: bool = Field(
+        default=False, description="Delete rows gone from Clerk instead of setting deleted_at."
+    )
+    include_private_metadata: bool = Field(
+        default=True, description="Mirror Clerk's private_metadata; false keeps it out of every column and raw."
+    )
+    lock_timeout_seconds: float = Field(
+        default=300.0, description="How long an apply waits for another sync's write lock."
+    )
+    statement_timeout_seconds: float | None = Field(
+        default=None, description="Abort any single apply statement running longer than this."
+    )
+
+    _engine: Engine | None = PrivateAttr(default=None)
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            validate_schema_name(self.db_schema)
+            self._engine = create_mirror_engine(self.database_url)
+        return self._engine
+
+    def ensure_ready(self) -> None:
+        """Reachable, and the schema migrated to the newest revision (idempotent, cheap)."""
+        check_connection(self.engine)
+        upgrade_schema(self.engine, self.db_schema)
+
+    @cached_property
+    def apply_settings(self) -> ApplySettings:
+        return ApplySettings(
+            hard_delete=self.hard_delete,
+            lock_timeout_seconds=self.lock_timeout_seconds,
+            statement_timeout_seconds=self.statement_timeout_seconds,
+        )
+
+    def teardown_after_execution(self, context) -> None:  # noqa: ANN001 - dagster's signature
+        if self._engine is not None:
+            self._engine.dispose()
+
+
+class SyncOptions(ConfigurableResource):
+    """What this run does. Set in the Launchpad under ``resources.sync_options.config``.
+
+    Empty id lists mean the whole instance (the daily full sync); ids make a scoped
+    backfill that reads, compares and writes only those users, organizations and their
+    memberships.
+    """
+
+    dry_run: bool = Field(default=False, description="Compute and show everything; write no mirror row.")
+    user_ids: list[str] = Field(default_factory=list, description="Limit the sync to these Clerk user ids.")
+    organization_ids: list[str] = Field(
+        default_factory=list, description="Limit the sync to these Clerk organization ids."
+    )
+    allow_mass_delete: bool = Field(
+        default=False, description="Let this run delete more than max_delete_share of a table."
+    )
+    max_delete_share: float = Field(
+        default=DEFAULT_MAX_DELETE_SHARE,
+        ge=0.0,
+        le=1.0,
+        description="Refuse a sync deleting more than this share of any table's live rows.",
+    )
+    mode: str = Field(default="", description="Label in the audit trail; derived from the scope when empty.")
+
+    @property
+    def scope(self) -> SyncScope:
+        return SyncScope(
+            user_ids=tuple(dict.fromkeys(self.user_ids)),
+            organization_ids=tuple(dict.fromkeys(self.organization_ids)),
+        )
+
+    @property
+    def audit_mode(self) -> str:
+        return self.mode or ("full" if self.scope.is_full else "scoped")

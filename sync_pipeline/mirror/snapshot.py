@@ -1,0 +1,139 @@
+"""Reading the mirror back into contract frames, restricted to a sync's scope.
+
+Rows stream out of Postgres with ``COPY (SELECT …) TO STDOUT`` as CSV and are parsed by
+pyarrow in C: at a million rows this is several times faster than fetching tuples.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from dataclasses import dataclass
+
+from sync_pipeline import model
+from sync_pipeline.model import ENTITIES, MEMBERSHIPS, ORGANIZATIONS, USERS, Snapshot, SyncScope
+
+_ARROW_TYPES = {
+    model.TEXT: pa.string(),
+    model.JSON: pa.string(),
+    model.BOOL: pa.bool_(),
+    model.MILLIS: pa.int64(),
+    model.INT: pa.int32(),
+}
+
+
+def millis(column: str) -> str:
+    """SQL for a timestamptz column as exact epoch milliseconds (Clerk's unit)."""
+    return f"(extract(epoch FROM {column}) * 1000)::bigint"
+
+
+def _select_list(entity: str) -> tuple[str, dict[str, str]]:
+    """The SELECT list for an entity's mirror columns and each column's kind."""
+    kinds = {c: k for c, k in model.COLUMNS[entity].items() if c != "raw"}
+    kinds.update(model.MIRROR_ONLY_COLUMNS)
+    parts = []
+    for column, kind in kinds.items():
+        if kind == model.MILLIS:
+            parts.append(f"{millis(column)} AS {column}")
+        elif kind == model.JSON:
+            parts.append(f"{column}::text AS {column}")
+        else:
+            parts.append(column)
+    return ", ".join(parts), kinds
+
+
+def _scope_filter(entity: str, scope: SyncScope) -> tuple[str, dict]:
+    if scope.is_full:
+        return "TRUE", {}
+    users, orgs = list(scope.user_ids), list(scope.organization_ids)
+    if entity == USERS:
+        return "id = ANY(%(users)s)", {"users": users}
+    if entity == ORGANIZATIONS:
+        return "id = ANY(%(orgs)s)", {"orgs": orgs}
+    return "(user_id = ANY(%(users)s) OR organization_id = ANY(%(orgs)s))", {"users": users, "orgs": orgs}
+
+
+def _canonical_json_column(values: pd.Series) -> pd.Series:
+    """Postgres prints jsonb its own way; re-serialise so it compares equal to Clerk's side."""
+    out = [None if pd.isna(v) else model.canonical_json(json.loads(v)) for v in values.tolist()]
+    return pd.Series(out, index=values.index, dtype=model.TEXT)
+
+
+def read_entity(connection: Connection, schema: str, entity: str, scope: SyncScope) -> pd.DataFrame:
+    select_list, kinds = _select_list(entity)
+    where, params = _scope_filter(entity, scope)
+    query = f'COPY (SELECT {select_list} FROM "{schema}".{entity} WHERE {where} ORDER BY id) TO STDOUT (FORMAT csv, HEADER)'
+    buffer = io.BytesIO()
+    raw_connection = connection.connection.driver_connection
+    with raw_connection.cursor() as cursor:
+        with cursor.copy(query, params or None) as copy:
+            for chunk in copy:
+                buffer.write(chunk)
+    if buffer.tell() == 0:
+        return model.empty_frame(entity, mirror=True)
+    buffer.seek(0)
+    table = pacsv.read_csv(
+        buffer,
+        convert_options=pacsv.ConvertOptions(
+            column_types={c: _ARROW_TYPES[k] for c, k in kinds.items()},
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,  # "" is an empty string, an unquoted empty field is NULL
+            true_values=["t"],
+            false_values=["f"],
+        ),
+    )
+    frame = table.to_pandas(types_mapper=pd.ArrowDtype).pipe(model.conform, entity, mirror=True)
+    for column, kind in kinds.items():
+        if kind == model.JSON:
+            frame[column] = _canonical_json_column(frame[column])
+    return frame
+
+
+def live_row_counts(connection: Connection, schema: str) -> dict[str, int]:
+    """Live rows per mirror table (whole table, whatever the scope): the delete guard's base."""
+    counts = {}
+    for entity in ENTITIES:
+        counts[entity] = connection.execute(
+            sa.text(f'SELECT count(*) FROM "{schema}".{entity} WHERE deleted_at IS NULL')
+        ).scalar_one()
+    return counts
+
+
+@dataclass
+class MirrorState:
+    """The mirror's rows in scope, and each whole table's live row count."""
+
+    snapshot: Snapshot
+    live_rows: dict[str, int]
+
+
+def read_mirror(engine: Engine, schema: str, scope: SyncScope) -> MirrorState:
+    """The mirror's rows in scope (live and soft-deleted) and each table's live row count.
+
+    Read in one REPEATABLE READ transaction so the three tables and the counts agree.
+    """
+    with engine.connect() as connection:
+        connection = connection.execution_options(isolation_level="REPEATABLE READ")
+        with connection.begin():
+            frames = {entity: read_entity(connection, schema, entity, scope) for entity in ENTITIES}
+            counts = live_row_counts(connection, schema)
+    return MirrorState(snapshot=Snapshot(scope=scope, **frames), live_rows=counts)
+
+
+def read_mirror_if_present(engine: Engine, schema: str, scope: SyncScope) -> MirrorState:
+    """Like :func:`read_mirror`, but an absent mirror (never synced) reads as empty, unchanged."""
+    with engine.connect() as connection:
+        exists = connection.execute(
+            sa.text("SELECT to_regclass(:table) IS NOT NULL"), {"table": f'"{schema}".users'}
+        ).scalar_one()
+    if exists:
+        return read_mirror(engine, schema, scope)
+    frames = {entity: model.empty_frame(entity, mirror=True) for entity in ENTITIES}
+    return MirrorState(snapshot=Snapshot(scope=scope, **frames), live_rows=dict.fromkeys(ENTITIES, 0))

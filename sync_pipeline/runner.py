@@ -1,0 +1,195 @@
+"""Running the sync from the command line: the Dagster job in process, and the drift report.
+
+``run_sync`` launches the same ``full_sync_job`` the schedule launches, recorded in the
+Dagster instance when ``DAGSTER_HOME`` is set (so the UI shows it) and in an ephemeral
+one otherwise. Dagster's own step logs stay quiet unless asked for: the user gets a
+summary, or one line saying what went wrong.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from dagster import DagsterInstance, ExecuteInProcessResult
+
+from sync_pipeline import settings
+from sync_pipeline.diff.plan import CHANGE_KINDS, SyncPlan
+from sync_pipeline.embedded import database_url_or_embedded
+from sync_pipeline.mirror.database import check_connection, create_mirror_engine, upgrade_schema
+from sync_pipeline.model import ENTITIES, SyncScope
+
+EXIT_OK, EXIT_RUN_FAILED, EXIT_GUARD_REFUSED = 0, 1, 2
+
+
+@dataclass
+class SyncRequest:
+    dry_run: bool = False
+    user_ids: list[str] = field(default_factory=list)
+    organization_ids: list[str] = field(default_factory=list)
+    allow_mass_delete: bool = False
+    max_delete_share: float | None = None
+
+    def run_config(self, *, verbose: bool) -> dict:
+        options: dict = {
+            "dry_run": self.dry_run,
+            "user_ids": list(self.user_ids),
+            "organization_ids": list(self.organization_ids),
+            "allow_mass_delete": self.allow_mass_delete,
+        }
+        if self.max_delete_share is not None:
+            options["max_delete_share"] = self.max_delete_share
+        return {
+            "resources": {"sync_options": {"config": options}},
+            "loggers": {"console": {"config": {"log_level": "INFO" if verbose else "CRITICAL"}}},
+        }
+
+
+@dataclass
+class SyncOutcome:
+    run_id: str
+    exit_code: int
+    dry_run: bool
+    plan: SyncPlan | None = None
+    rows_written: dict[str, dict[str, int]] = field(default_factory=dict)
+    seconds: float = 0.0
+    problem: str = ""
+
+    def summary(self) -> str:
+        if self.exit_code == EXIT_GUARD_REFUSED:
+            return f"Sync refused by the delete guard, nothing written (run {self.run_id}): {self.problem}"
+        if self.exit_code != EXIT_OK:
+            return f"Sync failed, nothing written (run {self.run_id}): {self.problem}"
+        lines = [
+            f"{'Dry run' if self.dry_run else 'Sync'} of {self.plan.scope.describe()} scope finished in "
+            f"{self.seconds:.1f}s (Dagster run {self.run_id})."
+        ]
+        lines.append(format_plan(self.plan))
+        if self.dry_run:
+            lines.append("Dry run: no mirror row written.")
+        else:
+            total = sum(sum(kinds.values()) for kinds in self.rows_written.values())
+            lines.append(f"Mirror rows written: {total}.")
+        return "\n".join(lines)
+
+
+def format_plan(plan: SyncPlan) -> str:
+    """The plan as a small table, then conflicts and problems with a few examples."""
+    header = f"{'':<26}" + "".join(f"{kind:>9}" for kind in CHANGE_KINDS) + f"{'dupes':>9}"
+    rows = [header]
+    for entity in ENTITIES:
+        counts = plan.entity(entity).counts()
+        rows.append(
+            f"{entity:<26}" + "".join(f"{counts[k]:>9}" for k in CHANGE_KINDS) + f"{len(plan.entity(entity).duplicates):>9}"
+        )
+    conflicts = plan.email_conflicts
+    if len(conflicts):
+        by_kind = conflicts["kind"].value_counts().to_dict()
+        rows.append(f"E-mail conflicts: {len(conflicts)} ({', '.join(f'{k} {v}' for k, v in sorted(by_kind.items()))}).")
+        for record in conflicts.head(3).to_dict("records"):
+            rows.append(f"  {record['kind']}: {record['email']} on {', '.join(map(str, record['user_ids']))}")
+    problems = plan.validation_problems
+    if len(problems):
+        by_problem = problems["problem"].value_counts().to_dict()
+        rows.append(
+            f"Validation problems (mirrored anyway): {len(problems)} ("
+            + ", ".join(f"{p}: {n}" for p, n in sorted(by_problem.items()))
+            + ")."
+        )
+    return "\n".join(rows)
+
+
+def _prepare_environment() -> str:
+    """Check the settings a sync needs and migrate the mirror; returns the database URL."""
+    settings.clerk_secret_key()
+    schema = settings.sync_schema()
+    url = database_url_or_embedded()
+    os.environ["DATABASE_URL"] = url  # the job's resources read it through EnvVar
+    engine = create_mirror_engine(url)
+    try:
+        check_connection(engine)
+        upgrade_schema(engine, schema)
+    finally:
+        engine.dispose()
+    return url
+
+
+def _instance() -> DagsterInstance:
+    return DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
+
+
+def _first_error_line(result: ExecuteInProcessResult) -> str:
+    """The innermost cause of the first failed step, as one line."""
+    for event in result.get_step_failure_events():
+        error = event.step_failure_data.error
+        while error is not None and error.cause is not None:
+            error = error.cause
+        if error is None:
+            continue
+        message = error.message.strip().splitlines()[0] if error.message.strip() else error.cls_name
+        # format_exception_only gives "module.Class: text"; the text is what the user needs.
+        prefix, _, text = message.partition(": ")
+        return text if text and prefix.endswith(error.cls_name or "") else message
+    return "the run failed (run the same command with -v to see Dagster's logs)"
+
+
+def run_sync(request: SyncRequest, *, verbose: bool = False) -> SyncOutcome:
+    _prepare_environment()
+    from sync_pipeline.definitions import build_definitions, build_resources
+
+    # Built here, not imported: the environment was only settled just now.
+    job = build_definitions(build_resources()).resolve_job_def("full_sync_job")
+    with _instance() as instance:
+        result = job.execute_in_process(
+            run_config=request.run_config(verbose=verbose), instance=instance, raise_on_error=False
+        )
+        stats = instance.get_run_stats(result.run_id)
+        seconds = (stats.end_time or 0) - (stats.start_time or 0)
+        refusals = [
+            evaluation
+            for evaluation in result.get_asset_check_evaluations()
+            if evaluation.check_name == "delete_guard" and not evaluation.passed and not request.dry_run
+        ]
+        if refusals:
+            return SyncOutcome(result.run_id, EXIT_GUARD_REFUSED, request.dry_run, problem=refusals[0].description or "")
+        if not result.success:
+            return SyncOutcome(result.run_id, EXIT_RUN_FAILED, request.dry_run, problem=_first_error_line(result))
+        plan = result.output_for_node("sync_plan")
+        written: dict[str, dict[str, int]] = {}
+        for materialization in result.get_asset_materialization_events():
+            key = materialization.asset_key.path
+            if key[0] != "clerk_mirror":
+                continue
+            metadata = materialization.materialization.metadata
+            written[key[-1]] = {
+                kind: int(metadata[f"written.{key[-1]}.{kind}"].value)
+                for kind in CHANGE_KINDS
+                if f"written.{key[-1]}.{kind}" in metadata
+            }
+        return SyncOutcome(result.run_id, EXIT_OK, request.dry_run, plan=plan, rows_written=written, seconds=seconds)
+
+
+def analyze(*, user_ids: list[str], organization_ids: list[str]) -> str:
+    """The drift between Clerk and the mirror, computed without writing anything (not even the schema)."""
+    from sync_pipeline.clerk.client import ClerkClient
+    from sync_pipeline.clerk.snapshot import read_clerk
+    from sync_pipeline.diff.rules import plan_sync
+    from sync_pipeline.mirror.snapshot import read_mirror_if_present
+
+    scope = SyncScope(user_ids=tuple(user_ids), organization_ids=tuple(organization_ids))
+    client = ClerkClient(
+        secret_key=settings.clerk_secret_key(),
+        api_url=settings.clerk_api_url(),
+        requests_per_10s=settings.clerk_requests_per_10s(),
+    )
+    url = database_url_or_embedded()
+    engine = create_mirror_engine(url)
+    try:
+        check_connection(engine)
+        mirror = read_mirror_if_present(engine, settings.sync_schema(), scope)
+    finally:
+        engine.dispose()
+    clerk, _report = read_clerk(client, scope, include_private_metadata=settings.include_private_metadata())
+    plan = plan_sync(clerk, mirror.snapshot, live_rows_before=mirror.live_rows)
+    drift = "no drift: the mirror matches Clerk" if plan.is_noop else "drift found: `sync-pipeline sync` would apply it"
+    return f"Drift report ({scope.describe()} scope): {drift}.\n{format_plan(plan)}"

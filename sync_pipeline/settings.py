@@ -1,0 +1,72 @@
+"""Settings from the environment, in one place, with one-line errors naming what to fix.
+
+| variable | meaning | default |
+|---|---|---|
+| ``CLERK_SECRET_KEY`` | Clerk Backend API key (``sk_live_…``/``sk_test_…``) | required |
+| ``CLERK_API_URL`` | Backend API base URL | ``https://api.clerk.com/v1`` |
+| ``CLERK_REQUESTS_PER_10S`` | request rate to hold | a little under Clerk's limit for the key |
+| ``DATABASE_URL`` | SQLAlchemy URL of the mirror database | the embedded Postgres (CLI only) |
+| ``SYNC_SCHEMA`` | schema of the mirror tables | ``clerk`` |
+| ``SYNC_INCLUDE_PRIVATE_METADATA`` | mirror ``private_metadata`` | ``true`` |
+| ``SYNC_HARD_DELETE`` | delete rows instead of setting ``deleted_at`` | ``false`` |
+| ``SYNC_SCHEDULE_CRON`` | the daily full sync's time (UTC) | ``0 3 * * *`` |
+"""
+
+from __future__ import annotations
+
+import os
+
+from sync_pipeline.errors import ConfigurationError
+from sync_pipeline.mirror.database import validate_schema_name
+
+DEFAULT_CLERK_API_URL = "https://api.clerk.com/v1"
+
+
+def _flag(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{name}={raw!r} is not a boolean: use true or false")
+
+
+def clerk_api_url() -> str:
+    return os.environ.get("CLERK_API_URL") or DEFAULT_CLERK_API_URL
+
+
+def clerk_secret_key() -> str:
+    key = os.environ.get("CLERK_SECRET_KEY", "").strip()
+    if not key:
+        raise ConfigurationError(
+            "CLERK_SECRET_KEY is not set: export your Clerk secret key (sk_live_… or sk_test_…), "
+            "or run `sync-pipeline demo` to try the pipeline on the emulator"
+        )
+    return key
+
+
+def clerk_requests_per_10s() -> int | None:
+    raw = os.environ.get("CLERK_REQUESTS_PER_10S")
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ConfigurationError(f"CLERK_REQUESTS_PER_10S={raw!r} must be a positive integer")
+    return value
+
+
+def sync_schema() -> str:
+    return validate_schema_name(os.environ.get("SYNC_SCHEMA") or "clerk")
+
+
+def include_private_metadata() -> bool:
+    return _flag("SYNC_INCLUDE_PRIVATE_METADATA", True)
+
+
+def hard_delete() -> bool:
+    return _flag("SYNC_HARD_DELETE", False)

@@ -1,0 +1,58 @@
+"""The code location loads as Dagster loads it: jobs, schedule, assets, checks, validation."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from dagster import AssetKey, DefaultScheduleStatus
+
+from sync_pipeline.definitions import defs
+
+
+def test_the_full_sync_job_and_its_daily_schedule_are_defined() -> None:
+    job = defs.resolve_job_def("full_sync_job")
+    schedule = defs.resolve_schedule_def("daily_full_sync")
+
+    assert schedule.job_name == job.name
+    assert schedule.cron_schedule == "0 3 * * *"
+    assert schedule.execution_timezone == "UTC"
+    assert schedule.default_status == DefaultScheduleStatus.RUNNING
+
+
+def test_the_asset_graph_runs_from_snapshots_to_the_mirror_tables() -> None:
+    graph = defs.resolve_asset_graph()
+    keys = set(graph.get_all_asset_keys())
+    mirror = {AssetKey(["clerk_mirror", t]) for t in ("users", "organizations", "organization_memberships")}
+
+    assert {AssetKey("clerk_snapshot"), AssetKey("mirror_snapshot"), AssetKey("sync_plan")} | mirror <= keys
+    assert graph.get(AssetKey("sync_plan")).parent_keys == {AssetKey("clerk_snapshot"), AssetKey("mirror_snapshot")}
+    for key in mirror:
+        assert AssetKey("sync_plan") in graph.get(key).parent_keys
+
+
+def test_the_guard_blocks_and_the_integrity_checks_sit_beside_their_tables() -> None:
+    checks = {(key.asset_key.to_user_string(), key.name) for key in defs.resolve_asset_graph().asset_check_keys}
+
+    assert ("sync_plan", "delete_guard") in checks
+    assert ("clerk_mirror/organization_memberships", "no_duplicate_live_memberships") in checks
+    assert ("clerk_mirror/organization_memberships", "memberships_point_at_live_rows") in checks
+    for table in ("users", "organizations", "organization_memberships"):
+        assert (f"clerk_mirror/{table}", "matches_clerk") in checks
+    guard_key = next(k for k in defs.resolve_asset_graph().asset_check_keys if k.name == "delete_guard")
+    assert defs.get_asset_checks_def(guard_key).get_spec_for_check_key(guard_key).blocking
+
+
+def test_dagster_definitions_validate_passes_without_any_environment(tmp_path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLERK_", "DATABASE_URL", "SYNC_", "DAGSTER_HOME"))}
+    env["DAGSTER_HOME"] = str(tmp_path)
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    completed = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-m", "sync_pipeline.definitions"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
