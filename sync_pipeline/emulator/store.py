@@ -11,10 +11,12 @@ through the mutation API is kept as a dict in an overlay that takes precedence. 
 positions are remembered so pages skip them. Every mutation appends the webhook event
 Clerk would send to :attr:`ClerkStore.events` (and calls any subscribed listener).
 
-Filters other than ``user_id``, ``organization_id`` and the ``created_at`` bounds, and
-orders other than ``created_at``, scan the candidates: about 20 µs a user, so some 20 s
-for a million, during which the emulator answers nothing else. Full-list sort orders are
-cached until the next change.
+Ordering users by another timestamp (``-updated_at``: the way to read recent changes, as
+Clerk has no ``updated_at`` filter) sorts the generated users once, vectorised (about a
+second for a million), then merges the overlay in per request. Filters other than
+``user_id``, ``organization_id`` and the ``created_at`` bounds, and orders by names or
+addresses, scan the candidates: about 20 µs a user, so some 20 s for a million, during
+which the emulator answers nothing else. Full-list orders are cached until the next change.
 
 The store is shared between the server's event loop and the test thread: every public
 method holds one lock.
@@ -413,10 +415,11 @@ class ClerkStore:
         """
         if field not in self._generated_user_time_orders:
             count = self._generated.user_count
-            times = np.concatenate(
-                [np.empty(0, dtype=np.int64)]
-                + [self._generated.user_times(field, s, min(s + _TIME_BATCH, count)) for s in range(0, count, _TIME_BATCH)]
-            )
+            batches = [
+                self._generated.user_times(field, start, min(start + _TIME_BATCH, count))
+                for start in range(0, count, _TIME_BATCH)
+            ]
+            times = np.concatenate([np.empty(0, dtype=np.int64), *batches])
             times = np.where(times < 0, _NULL_LAST, times)
             order = np.argsort(times, kind="stable")  # stable: ties stay in position order
             self._generated_user_time_orders[field] = (times[order], order)

@@ -259,3 +259,21 @@ def test_name_pools_need_no_json_escaping() -> None:
     texts = [text for pool in pools for pair in pool for text in pair]
     texts += [*generate.EMAIL_DOMAINS, *generate.UNICODE_EMAIL_DOMAINS]
     assert all(json.dumps(text, ensure_ascii=False) == f'"{text}"' for text in texts)
+
+
+def test_updated_at_order_follows_changes(private_emulator: EmulatorServer, private_client: httpx.Client) -> None:
+    """Paging by -updated_at (there is no updated_at filter) sees changes, creations and deletions."""
+    store = private_emulator.store
+    before = fetch_all(private_client, "/users", limit=500, order_by="-updated_at")
+    touched = before[-1]["id"]  # the longest unchanged
+    store.update_user(touched, first_name="Touched")
+    created = store.create_user(email_addresses=["fresh@example.com"])
+    store.delete_user(before[0]["id"])
+
+    after = [user["id"] for user in fetch_all(private_client, "/users", limit=500, order_by="-updated_at")]
+
+    assert after[:2] == [created["id"], touched]
+    assert before[0]["id"] not in after and len(after) == len(before)
+    by_update = sorted(store.iter_users(), key=lambda user: user["updated_at"])  # stable: ties by creation
+    ascending = fetch_all(private_client, "/users", limit=500, order_by="updated_at")
+    assert [user["id"] for user in ascending] == [user["id"] for user in by_update]
