@@ -5,6 +5,10 @@ memberships; see /work/shared/clerk/README.md) over data generated from a seed, 
 Clerk's auth, rate limits and error bodies, configurable latency and injectable faults.
 Scales to a million users. See :class:`EmulatorServer` (tests), :func:`run_emulator`
 (the CLI) and :class:`ClerkStore` (the data and its mutation API).
+
+Changes to the data (through the store, or the admin API under ``/_emulator/``) can be
+delivered as Svix-signed Clerk webhooks, with duplicates, reordering and drops on demand:
+see :class:`WebhookDispatcher` and :meth:`EmulatorServer.deliver_webhooks_to`.
 """
 
 from sync_pipeline.emulator.app import (
@@ -22,9 +26,16 @@ from sync_pipeline.emulator.store import (
     OrganizationQuery,
     UserQuery,
 )
+from sync_pipeline.emulator.webhooks import (
+    SVIX_RETRY_SCHEDULE_S,
+    WebhookDispatcher,
+    WebhookMessage,
+    WebhookStats,
+)
 
 __all__ = [
     "DEFAULT_SECRET_KEY",
+    "SVIX_RETRY_SCHEDULE_S",
     "ClerkEmulatorApp",
     "ClerkStore",
     "EmulatorServer",
@@ -37,5 +48,8 @@ __all__ = [
     "ObjectNotFound",
     "OrganizationQuery",
     "UserQuery",
+    "WebhookDispatcher",
+    "WebhookMessage",
+    "WebhookStats",
     "run_emulator",
 ]

@@ -7,11 +7,31 @@ route. Errors carry Clerk's body: ``{"errors": [{message, long_message, code, me
 "clerk_trace_id"}``. Any ``Clerk-API-Version`` header is accepted.
 
 List bodies are assembled from the store's pre-rendered JSON texts, never re-encoded.
+
+Admin API (not Clerk's: for a demo or an end-to-end test in another process to change
+the data, so that the store emits events and any webhook dispatcher delivers them).
+Under ``/_emulator/``, never under ``/v1``; the same ``Authorization: Bearer`` key (401
+otherwise), but no latency, rate limit, injected faults or request counts. JSON bodies:
+
+- ``POST /_emulator/users``: fields of :meth:`ClerkStore.create_user` (``email_addresses``,
+  ``first_name``, ``public_metadata``...); ``PATCH /_emulator/users/{id}``: top-level fields
+  for :meth:`ClerkStore.update_user`; ``DELETE /_emulator/users/{id}``;
+- ``POST /_emulator/organizations``: ``name`` and the other fields of
+  :meth:`ClerkStore.create_organization`; ``PATCH`` and ``DELETE /_emulator/organizations/{id}``;
+- ``POST /_emulator/organizations/{id}/memberships``: ``user_id``, ``role`` (default
+  ``org:member``), metadata; ``PATCH /_emulator/memberships/{id}``: ``role``, metadata;
+  ``DELETE /_emulator/memberships/{id}``.
+
+Each answers 200 with the resulting object: the user, organization or membership, a
+DeletedObject for a deleted user or organization, the removed membership for a deleted
+one. Unknown ids are 404, unknown fields or refused values 422 (Clerk's error body).
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
+import json
 import logging
 import math
 import re
@@ -19,6 +39,7 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +59,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_SECRET_KEY = "sk_test_emulator"
 MAX_LIMIT = 500
 MAX_FILTER_VALUES = 100
+ADMIN_PREFIX = "/_emulator"  # the emulator's own admin API (see the module docstring)
 # Clerk's limits per secret key and 10 s: development instances (sk_test_) and production (sk_live_).
 CLERK_REQUESTS_PER_10S = {"sk_test_": 100, "sk_live_": 1000}
 
@@ -260,6 +282,33 @@ class ClerkEmulatorApp:
                 HTTPException: self._http_exception,
             },
         )
+        self._admin_router = Starlette(
+            routes=[
+                Route(f"{ADMIN_PREFIX}/users", self._admin_create_user, methods=["POST"]),
+                Route(f"{ADMIN_PREFIX}/users/{{user_id}}", self._admin_change_user, methods=["PATCH", "DELETE"]),
+                Route(f"{ADMIN_PREFIX}/organizations", self._admin_create_organization, methods=["POST"]),
+                Route(
+                    f"{ADMIN_PREFIX}/organizations/{{organization_id}}",
+                    self._admin_change_organization,
+                    methods=["PATCH", "DELETE"],
+                ),
+                Route(
+                    f"{ADMIN_PREFIX}/organizations/{{organization_id}}/memberships",
+                    self._admin_create_membership,
+                    methods=["POST"],
+                ),
+                Route(
+                    f"{ADMIN_PREFIX}/memberships/{{membership_id}}",
+                    self._admin_change_membership,
+                    methods=["PATCH", "DELETE"],
+                ),
+            ],
+            exception_handlers={
+                InvalidParameter: self._invalid_parameter,
+                ObjectNotFound: self._not_found,
+                HTTPException: self._http_exception,
+            },
+        )
 
     # -- the gate -------------------------------------------------------------------------
 
@@ -268,6 +317,9 @@ class ClerkEmulatorApp:
             await self._router(scope, receive, send)
             return
         path = scope["path"]
+        if path.startswith(f"{ADMIN_PREFIX}/"):
+            await self._admin(scope, receive, send)
+            return
 
         async def counted_send(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -288,20 +340,31 @@ class ClerkEmulatorApp:
             logger.info("emulator: injecting %s into %s", fault.kind.value, path)
             await self._inject(fault, scope, receive, counted_send)
 
-    def _refusal(self, scope: Scope) -> Response | None:
-        """A 401 or 429 if the request may not pass, else None."""
+    def _authorized(self, scope: Scope) -> bool:
         headers = dict(scope["headers"])
         authorization = headers.get(b"authorization", b"").decode("latin-1")
         scheme, _, key = authorization.partition(" ")
-        if scheme.lower() != "bearer" or key.strip() != self.settings.secret_key:
+        return scheme.lower() == "bearer" and key.strip() == self.settings.secret_key
+
+    def _refusal(self, scope: Scope) -> Response | None:
+        """A 401 or 429 if the request may not pass, else None."""
+        if not self._authorized(scope):
             return _unauthorized()
+        key = self.settings.secret_key
         limit = self.settings.request_limit()
         if limit is not None:
-            wait_s = self._rate_limiter.admit(key.strip(), limit, self.settings.rate_limit_window_s, time.monotonic())
+            wait_s = self._rate_limiter.admit(key, limit, self.settings.rate_limit_window_s, time.monotonic())
             if wait_s is not None:
                 self.stats.record_rate_limited()
                 return _too_many_requests(max(1, math.ceil(wait_s)))
         return None
+
+    async def _admin(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The admin API: the key is checked, nothing else of the gate applies."""
+        if not self._authorized(scope):
+            await _unauthorized()(scope, receive, send)
+            return
+        await self._admin_router(scope, receive, send)
 
     async def _inject(self, fault: Fault, scope: Scope, receive: Receive, send: Send) -> None:
         kind = fault.kind
@@ -430,6 +493,74 @@ class ClerkEmulatorApp:
         limit, offset = _page(request)
         texts, total = self.store.list_memberships(limit=limit, offset=offset)
         return _paginated(_as_served(texts, request), total)
+
+
+    # -- the admin API (module docstring) -------------------------------------------------
+
+    async def _admin_create_user(self, request: Request) -> Response:
+        return _admin_answer(self.store.create_user, await _admin_body(request))
+
+    async def _admin_change_user(self, request: Request) -> Response:
+        user_id = request.path_params["user_id"]
+        if request.method == "DELETE":
+            return _admin_answer(self.store.delete_user, {}, user_id)
+        return _admin_answer(self.store.update_user, await _admin_body(request), user_id)
+
+    async def _admin_create_organization(self, request: Request) -> Response:
+        return _admin_answer(self.store.create_organization, await _admin_body(request))
+
+    async def _admin_change_organization(self, request: Request) -> Response:
+        organization_id = request.path_params["organization_id"]
+        if request.method == "DELETE":
+            return _admin_answer(self.store.delete_organization, {}, organization_id)
+        return _admin_answer(self.store.update_organization, await _admin_body(request), organization_id)
+
+    async def _admin_create_membership(self, request: Request) -> Response:
+        fields = await _admin_body(request)
+        user_id = fields.pop("user_id", None)
+        if not isinstance(user_id, str):
+            raise InvalidParameter("user_id", "user_id is required")
+        return _admin_answer(self.store.create_membership, fields, request.path_params["organization_id"], user_id)
+
+    async def _admin_change_membership(self, request: Request) -> Response:
+        membership_id = request.path_params["membership_id"]
+        if request.method == "DELETE":
+            return _admin_answer(self.store.delete_membership, {}, membership_id)
+        return _admin_answer(self.store.update_membership, await _admin_body(request), membership_id)
+
+
+async def _admin_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object (an empty body is ``{}``); 422 otherwise."""
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise InvalidParameter("body", "the request body must be JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidParameter("body", "the request body must be a JSON object")
+    return body
+
+
+def _admin_answer(change: Callable[..., dict[str, Any]], fields: dict[str, Any], *ids: str) -> Response:
+    """Call a store mutation with ``ids`` positionally and ``fields`` as keywords; answer its result.
+
+    Fields the mutation does not take, and values it refuses (ValueError), are 422.
+    """
+    parameters = inspect.signature(change).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    positional = set(list(parameters)[: len(ids)])
+    unknown = sorted(set(fields) & positional if takes_any else set(fields) - (set(parameters) - positional))
+    if unknown:
+        raise InvalidParameter(unknown[0], f"unknown field(s): {', '.join(unknown)}")
+    try:
+        result = change(*ids, **fields)
+    except (ValueError, TypeError) as error:
+        if isinstance(error, InvalidParameter):
+            raise
+        raise InvalidParameter(next(iter(fields), "body"), str(error)) from None
+    return _json(to_json(result))
 
 
 async def _client_left_within(seconds: float, receive: Receive) -> bool:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Mapping
 from types import TracebackType
+from typing import Any
 
 import uvicorn
 
@@ -17,6 +19,7 @@ from sync_pipeline.emulator.app import (
 )
 from sync_pipeline.emulator.faults import FaultInjector
 from sync_pipeline.emulator.store import ClerkStore
+from sync_pipeline.emulator.webhooks import WebhookDispatcher
 
 DEFAULT_PORT = 8765
 _STARTUP_TIMEOUT_S = 30.0
@@ -35,6 +38,9 @@ def run_emulator(
     cascade_membership_events: bool = False,
     log_level: str = "info",
     access_log: bool = False,
+    webhook_url: str | None = None,
+    webhook_secret: str | None = None,
+    webhook_options: Mapping[str, Any] | None = None,
 ) -> None:
     """Serve a Clerk Backend API emulator until interrupted (Ctrl-C). Blocks.
 
@@ -46,15 +52,35 @@ def run_emulator(
     for ``sk_live_``), 0 for none, else that many. ``cascade_membership_events``: see
     :class:`ClerkStore`. ``access_log`` prints a line per request (off by default: at
     benchmark rates the printing costs more than the serving).
+
+    Webhooks (off by default): with ``webhook_url`` and ``webhook_secret`` (``whsec_`` +
+    base64, the signing secret a receiver verifies with), every change to the data (made
+    through the admin API at ``http://{host}:{port}/_emulator/``, see
+    :mod:`sync_pipeline.emulator.app`) is delivered there as a Svix-signed Clerk webhook,
+    from a background thread. ``webhook_options`` go to :class:`WebhookDispatcher`
+    (``duplicate_rate``, ``drop_rate``, ``reorder_window``, ``retry_delays``, ``seed``...).
+    The secret is never printed.
     """
+    if (webhook_url is None) != (webhook_secret is None):
+        raise ValueError("webhook_url and webhook_secret go together")
     store = ClerkStore(users, orgs, seed, cascade_membership_events=cascade_membership_events)
     settings = EmulatorSettings(secret_key=secret_key, latency_ms=latency_ms, requests_per_10s=requests_per_10s)
     app = ClerkEmulatorApp(store, settings)
+    dispatcher = None
+    if webhook_url is not None and webhook_secret is not None:
+        options = {**(webhook_options or {}), "store": store, "background": True}
+        dispatcher = WebhookDispatcher(webhook_url, webhook_secret, **options)
     print(
         f"Clerk emulator: http://{host}:{port}/v1 (Bearer {secret_key}), "
         f"{users} users, {orgs} organizations, seed {seed}"
     )
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log, lifespan="off")
+    if dispatcher is not None:
+        print(f"Webhooks: delivering every change to {webhook_url} (admin API: http://{host}:{port}/_emulator/)")
+    try:
+        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log, lifespan="off")
+    finally:
+        if dispatcher is not None:
+            dispatcher.close()
 
 
 class EmulatorServer:
@@ -68,6 +94,8 @@ class EmulatorServer:
             server.faults.add(FaultKind.SLOW)      # make the next request hang
             server.settings.latency_ms = 20        # settings apply to the next request
             server.stats.too_many_requests         # what was served
+            hooks = server.deliver_webhooks_to("http://127.0.0.1:9000/hooks", "whsec_...")
+            httpx.post(f"{server.admin_url}/users", json={"first_name": "Ada"}, headers=...)  # a user.created
 
     Pass ``store`` to serve an existing :class:`ClerkStore` (``users``, ``orgs``, ``seed``
     and ``cascade_membership_events`` are then ignored).
@@ -100,10 +128,33 @@ class EmulatorServer:
         self.port: int | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self.webhooks: list[WebhookDispatcher] = []  # closed when the server stops
 
     @property
     def secret_key(self) -> str:
         return self.settings.secret_key
+
+    @property
+    def admin_url(self) -> str:
+        """``http://127.0.0.1:<port>/_emulator``: the admin API (see :mod:`sync_pipeline.emulator.app`)."""
+        if self.port is None:
+            raise RuntimeError("the emulator is not running")
+        return f"http://{self.host}:{self.port}/_emulator"
+
+    def deliver_webhooks_to(
+        self, url: str, secret: str, *, background: bool = True, **options: Any
+    ) -> WebhookDispatcher:
+        """Deliver every change to the store from now on to ``url`` as Svix-signed webhooks.
+
+        ``secret`` is the ``whsec_`` signing secret. ``background`` (default) sends from a
+        thread as changes happen; ``background=False`` queues them until
+        ``dispatcher.flush()``. ``options`` go to :class:`WebhookDispatcher`
+        (``duplicate_rate``, ``drop_rate``, ``reorder_window``, ``retry_delays``, ``seed``,
+        ``timeout``...). The dispatcher is closed when the server stops.
+        """
+        dispatcher = WebhookDispatcher(url, secret, store=self.store, background=background, **options)
+        self.webhooks.append(dispatcher)
+        return dispatcher
 
     @property
     def base_url(self) -> str:
@@ -141,6 +192,8 @@ class EmulatorServer:
         return self
 
     def stop(self) -> None:
+        for dispatcher in self.webhooks:
+            dispatcher.close()
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
