@@ -55,7 +55,11 @@ __all__ = [
 
 # model.canonical_json builds a new JSONEncoder on every call (json.dumps with options
 # does); one shared encoder with the very same options gives the very same text, faster.
-_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+# check_circular=False only changes the error a self-containing object would raise, and
+# decoded JSON never contains itself: ~20% less time on the biggest cost of a row.
+_ENCODE = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, check_circular=False
+).encode
 
 
 def _json(value: Any) -> str | None:

@@ -42,8 +42,10 @@ E-mail conflicts (:func:`email_conflicts`) and validation problems
 
 Equality: NA equals NA; values compare exactly (JSON columns as canonical text, so the
 mirror adapter must hand back ``model.canonical_json`` text). The ids are matched
-with Arrow hash lookups, everything else is positional numpy work: one million users
-against one million mirror rows diff in a couple of seconds.
+with Arrow hash lookups (pandas' own ``isin`` on Arrow strings takes ~10 s per million),
+everything else is positional numpy work, and rows are picked with chunk-wise Arrow
+filters (a pandas ``take`` would first join the pages' chunks, copying every ``raw``):
+one million users against one million mirror rows diff in about 3 s on two cores.
 
 Applying a plan: delete before upserting, so that a membership replacing another for
 the same pair never meets it while both are live.
