@@ -1,0 +1,360 @@
+"""The webhook inbox (``<schema>.webhook_events``): storing deliveries and reading them back.
+
+The receiver stores every verified delivery here and does nothing else; a sync later
+reads the pending events, syncs the users and organizations they name, and marks them
+processed in its own apply transaction. Svix delivers at least once and reuses the
+message id on retries and replays, so ``svix_id`` is the key and a redelivery only
+bumps ``delivery_count``.
+
+Statuses: ``pending`` (a type the mirror follows, with the ids it needs), ``ignored``
+(any other type: stored, never failed), ``invalid`` (a followed type missing the id it
+needs) and ``processed``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from sync_pipeline.mirror.database import validate_schema_name
+
+USER, ORGANIZATION, MEMBERSHIP = "user", "organization", "membership"
+PENDING, IGNORED, INVALID, PROCESSED = "pending", "ignored", "invalid", "processed"
+
+_ENTITY_OF_PREFIX = {"user": USER, "organization": ORGANIZATION, "organizationMembership": MEMBERSHIP}
+
+RELEVANT_EVENT_TYPES: frozenset[str] = frozenset(
+    f"{prefix}.{action}" for prefix in _ENTITY_OF_PREFIX for action in ("created", "updated", "deleted")
+)
+"""The event types the mirror follows; every other type is stored as 'ignored'."""
+
+# Documented in milliseconds, but some payloads carry seconds: 10^11 ms is 1973, 10^11 s is year 5138.
+_SECONDS_BELOW = 10**11
+
+# Events a replay may run again: everything the mirror follows.
+_REPLAYABLE = f"status IN ('{PENDING}', '{PROCESSED}')"
+
+_EVENT_COLUMNS = (
+    "svix_id, event_type, entity, object_id, user_id, organization_id, received_at, clerk_timestamp, status"
+)
+
+
+@dataclass(frozen=True)
+class EventFacts:
+    """What :func:`classify` reads from a payload: the columns stored beside it."""
+
+    event_type: str
+    entity: str | None
+    object_id: str | None
+    user_id: str | None
+    organization_id: str | None
+    status: str
+    clerk_timestamp: datetime | None
+
+
+@dataclass(frozen=True)
+class StoredDelivery:
+    svix_id: str
+    status: str
+    """The stored row's status: on a redelivery, the one the first delivery got (or 'processed')."""
+    first_delivery: bool
+
+
+@dataclass(frozen=True)
+class InboxEvent:
+    """One stored event, without its payload."""
+
+    svix_id: str
+    event_type: str
+    entity: str | None
+    object_id: str | None
+    user_id: str | None
+    organization_id: str | None
+    received_at: datetime
+    clerk_timestamp: datetime | None
+    status: str
+
+
+@dataclass(frozen=True)
+class InboxHealth:
+    pending_count: int
+    oldest_pending_age_seconds: float | None
+    """Age of the oldest pending event; None when nothing is pending."""
+    processed_last_hour: int
+    """Events processed in the last hour; the lag figures below are over these (None when 0)."""
+    lag_p50_seconds: float | None
+    lag_p95_seconds: float | None
+    lag_max_seconds: float | None
+
+
+class _EventIds(Protocol):
+    entity: str | None
+    user_id: str | None
+    organization_id: str | None
+
+
+def _table(schema: str) -> str:
+    return f'"{validate_schema_name(schema)}".webhook_events'
+
+
+def _id(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _clerk_timestamp(value: Any) -> datetime | None:
+    """The body's ``timestamp`` as a datetime: milliseconds, or seconds below 10^11; None if unusable."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        return None
+    seconds = value if value < _SECONDS_BELOW else value / 1000
+    try:
+        return datetime.fromtimestamp(seconds, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def classify(payload: dict) -> EventFacts:
+    """Read the type, the ids and the status from a webhook body. Pure, and never raises.
+
+    user.*: ``user_id`` is data.id. organization.*: ``organization_id`` is data.id.
+    organizationMembership.* (deletion included, which carries the whole membership):
+    ``user_id`` is data.public_user_data.user_id and ``organization_id`` is
+    data.organization.id; one of the two is enough. A followed type without the id it
+    needs is 'invalid'; any other type (session.*, email.created, …) is 'ignored'.
+    Nothing depends on ``instance_id``, on the order of events, or on the timestamp's unit.
+    """
+    payload = payload if isinstance(payload, dict) else {}
+    event_type = payload.get("type") if isinstance(payload.get("type"), str) else ""
+    data = payload.get("data") if isinstance(payload.get("data"), dict) else None
+    object_id = _id(data.get("id")) if data is not None else None
+    timestamp = _clerk_timestamp(payload.get("timestamp"))
+
+    if event_type not in RELEVANT_EVENT_TYPES:
+        return EventFacts(event_type, None, object_id, None, None, IGNORED, timestamp)
+
+    entity = _ENTITY_OF_PREFIX[event_type.split(".", 1)[0]]
+    user_id = organization_id = None
+    if entity == USER:
+        user_id = object_id
+    elif entity == ORGANIZATION:
+        organization_id = object_id
+    elif data is not None:
+        user_data = data.get("public_user_data")
+        organization = data.get("organization")
+        user_id = _id(user_data.get("user_id")) if isinstance(user_data, dict) else None
+        organization_id = _id(organization.get("id")) if isinstance(organization, dict) else None
+    status = PENDING if (user_id or organization_id) else INVALID
+    return EventFacts(event_type, entity, object_id, user_id, organization_id, status, timestamp)
+
+
+# Postgres jsonb refuses \u0000 and unpaired surrogates, which JSON itself allows.
+_JSONB_UNSAFE = re.compile("[\x00\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _jsonb_safe(value: Any) -> Any:
+    if isinstance(value, str):
+        return _JSONB_UNSAFE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_jsonb_safe(k): _jsonb_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonb_safe(v) for v in value]
+    return value
+
+
+def _payload_json(payload: dict) -> str:
+    try:
+        text = json.dumps(payload, ensure_ascii=False, allow_nan=False)
+        if "\\u0000" in text or _SURROGATE.search(text):  # rare: only then walk the payload
+            text = json.dumps(_jsonb_safe(payload), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as error:
+        raise ValueError(f"the payload cannot be stored as JSON: {type(error).__name__}") from None
+    return text
+
+
+def store_delivery(engine: Engine, schema: str, *, svix_id: str, svix_timestamp: datetime | None, payload: dict) -> StoredDelivery:
+    """Store one verified delivery, in one statement; a redelivery of ``svix_id`` only counts itself.
+
+    A first delivery inserts the row with the facts :func:`classify` reads. A redelivery
+    adds one to ``delivery_count`` and sets ``last_received_at``; it never changes the
+    stored status or payload. Raises ValueError when the payload has no non-empty string
+    ``type`` or cannot be stored as JSON (NUL characters and lone surrogates, which
+    jsonb refuses, are stored as U+FFFD).
+    """
+    if not isinstance(payload, dict) or not isinstance(payload.get("type"), str) or not payload["type"]:
+        raise ValueError("a webhook payload is a JSON object with a string type")
+    facts = classify(payload)
+    statement = sa.text(
+        f"""
+        INSERT INTO {_table(schema)} AS e
+            (svix_id, event_type, clerk_timestamp, svix_timestamp, last_received_at, payload,
+             entity, object_id, user_id, organization_id, status)
+        VALUES (:svix_id, :event_type, :clerk_timestamp, :svix_timestamp, now(), CAST(:payload AS jsonb),
+                :entity, :object_id, :user_id, :organization_id, :status)
+        ON CONFLICT (svix_id) DO UPDATE
+            SET delivery_count = e.delivery_count + 1, last_received_at = now()
+        RETURNING e.status, e.delivery_count = 1 AS first_delivery
+        """
+    )
+    parameters = {
+        "svix_id": svix_id,
+        "event_type": facts.event_type,
+        "clerk_timestamp": facts.clerk_timestamp,
+        "svix_timestamp": svix_timestamp,
+        "payload": _payload_json(payload),
+        "entity": facts.entity,
+        "object_id": facts.object_id,
+        "user_id": facts.user_id,
+        "organization_id": facts.organization_id,
+        "status": facts.status,
+    }
+    with engine.begin() as connection:
+        status, first = connection.execute(statement, parameters).one()
+    return StoredDelivery(svix_id=svix_id, status=status, first_delivery=bool(first))
+
+
+def _select_events(connection_or_engine: Connection | Engine, sql: str, parameters: dict) -> list[InboxEvent]:
+    statement = sa.text(sql)
+    if isinstance(connection_or_engine, Connection):
+        rows = connection_or_engine.execute(statement, parameters).all()
+    else:
+        with connection_or_engine.connect() as connection:
+            rows = connection.execute(statement, parameters).all()
+    return [InboxEvent(**row._mapping) for row in rows]
+
+
+def pending_events(connection_or_engine: Connection | Engine, schema: str, *, limit: int) -> list[InboxEvent]:
+    """Up to ``limit`` pending events, the oldest first (by received_at, then svix_id)."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"limit must be a positive integer, not {limit!r}")
+    return _select_events(
+        connection_or_engine,
+        f"SELECT {_EVENT_COLUMNS} FROM {_table(schema)} WHERE status = '{PENDING}' "
+        "ORDER BY received_at, svix_id LIMIT :limit",
+        {"limit": limit},
+    )
+
+
+def events_by_ids(engine: Engine, schema: str, svix_ids: Iterable[str]) -> list[InboxEvent]:
+    """The stored events among ``svix_ids``, pending or processed (for a replay), oldest first.
+
+    'ignored' and 'invalid' events are left out; unknown ids are skipped.
+    """
+    ids = sorted(set(svix_ids))
+    if not ids:
+        return []
+    return _select_events(
+        engine,
+        f"SELECT {_EVENT_COLUMNS} FROM {_table(schema)} "
+        f"WHERE svix_id = ANY(CAST(:ids AS text[])) AND {_REPLAYABLE} ORDER BY received_at, svix_id",
+        {"ids": ids},
+    )
+
+
+def events_received_between(engine: Engine, schema: str, since: datetime, until: datetime) -> list[InboxEvent]:
+    """Events first received in ``[since, until)``, pending or processed (for a replay), oldest first.
+
+    'ignored' and 'invalid' events are left out. Both bounds must be timezone-aware.
+    """
+    if since.tzinfo is None or until.tzinfo is None:
+        raise ValueError("since and until must be timezone-aware datetimes")
+    return _select_events(
+        engine,
+        f"SELECT {_EVENT_COLUMNS} FROM {_table(schema)} "
+        f"WHERE received_at >= :since AND received_at < :until AND {_REPLAYABLE} ORDER BY received_at, svix_id",
+        {"since": since, "until": until},
+    )
+
+
+def affected_ids(events: Iterable[_EventIds]) -> tuple[list[str], list[str]]:
+    """The user ids and organization ids a scoped sync must re-read for ``events``, each sorted.
+
+    Takes :class:`InboxEvent` or :class:`EventFacts`. user.* adds its user and
+    organization.* its organization. A membership event adds only its user (a sync
+    scoped to a user re-reads that user's memberships, cheaper than the whole
+    organization), or its organization when the user id is missing. Events of no entity
+    (ignored types) add nothing.
+    """
+    user_ids: set[str] = set()
+    organization_ids: set[str] = set()
+    for event in events:
+        if event.entity == USER and event.user_id:
+            user_ids.add(event.user_id)
+        elif event.entity == ORGANIZATION and event.organization_id:
+            organization_ids.add(event.organization_id)
+        elif event.entity == MEMBERSHIP:
+            if event.user_id:
+                user_ids.add(event.user_id)
+            elif event.organization_id:
+                organization_ids.add(event.organization_id)
+    return sorted(user_ids), sorted(organization_ids)
+
+
+def mark_processed(connection: Connection, schema: str, svix_ids: Sequence[str], run_id: str | None) -> int:
+    """Mark events processed by ``run_id``, inside the caller's transaction; returns how many.
+
+    Pending events become 'processed'; already processed ones (a replay) get the new
+    processed_at and run id. 'ignored' and 'invalid' events are left alone.
+    """
+    if not isinstance(connection, Connection):
+        raise TypeError("mark_processed takes an open Connection, so it commits with the sync's apply")
+    ids = sorted(set(svix_ids))
+    if not ids:
+        return 0
+    result = connection.execute(
+        sa.text(
+            f"UPDATE {_table(schema)} SET status = '{PROCESSED}', processed_at = now(), processed_run_id = :run_id "
+            f"WHERE svix_id = ANY(CAST(:ids AS text[])) AND {_REPLAYABLE}"
+        ),
+        {"ids": ids, "run_id": run_id},
+    )
+    return result.rowcount
+
+
+def inbox_health(engine: Engine, schema: str) -> InboxHealth:
+    """How far behind the inbox is: pending events and their oldest age, and the last hour's lag.
+
+    Lag is processed_at − received_at, over the events processed in the last hour.
+    """
+    statement = sa.text(
+        f"""
+        WITH pending AS (
+            SELECT count(*) AS n, extract(epoch FROM now() - min(received_at)) AS oldest_age
+            FROM {_table(schema)} WHERE status = '{PENDING}'
+        ), lag AS (
+            SELECT count(*) AS n,
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) AS p50,
+                   percentile_cont(0.95) WITHIN GROUP (ORDER BY seconds) AS p95,
+                   max(seconds) AS worst
+            FROM (
+                SELECT extract(epoch FROM processed_at - received_at) AS seconds
+                FROM {_table(schema)}
+                WHERE status = '{PROCESSED}' AND processed_at >= now() - interval '1 hour'
+            ) recent
+        )
+        SELECT pending.n, pending.oldest_age, lag.n, lag.p50, lag.p95, lag.worst FROM pending, lag
+        """
+    )
+    with engine.connect() as connection:
+        pending_n, oldest, processed_n, p50, p95, worst = connection.execute(statement).one()
+
+    def seconds(value: Any) -> float | None:
+        return None if value is None else float(value)
+
+    return InboxHealth(
+        pending_count=int(pending_n),
+        oldest_pending_age_seconds=seconds(oldest),
+        processed_last_hour=int(processed_n),
+        lag_p50_seconds=seconds(p50),
+        lag_p95_seconds=seconds(p95),
+        lag_max_seconds=seconds(worst),
+    )

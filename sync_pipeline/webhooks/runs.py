@@ -1,0 +1,78 @@
+"""Which webhook events a sync run answers: named ones, a replay window, or all pending."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from sync_pipeline.errors import ConfigurationError
+from sync_pipeline.webhooks import inbox
+
+# A full sync answers the events pending when it starts; past this many, the rest wait
+# for the sensor (run config and the audit row stay small).
+MAX_EVENTS_ANSWERED_BY_FULL_SYNC = 100_000
+
+
+def parse_instant(value: str, name: str) -> datetime:
+    """An ISO 8601 time (naive means UTC), or a one-line error naming the setting."""
+    try:
+        instant = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigurationError(f"{name}={value!r} is not an ISO 8601 time such as 2026-11-21T10:00:00Z") from None
+    return instant if instant.tzinfo else instant.replace(tzinfo=timezone.utc)
+
+
+def events_for_run(
+    engine: Engine,
+    schema: str,
+    *,
+    svix_ids: Sequence[str] = (),
+    since: str = "",
+    until: str = "",
+    pending_too: bool = False,
+) -> list[inbox.InboxEvent]:
+    """The events a run answers, each once, oldest first."""
+    found: dict[str, inbox.InboxEvent] = {}
+    if svix_ids:
+        for event in inbox.events_by_ids(engine, schema, list(svix_ids)):
+            found[event.svix_id] = event
+    if since or until:
+        start = parse_instant(since, "replay_since") if since else datetime(1970, 1, 1, tzinfo=timezone.utc)
+        end = parse_instant(until, "replay_until") if until else datetime.now(timezone.utc)
+        if end <= start:
+            raise ConfigurationError(f"the replay window is empty: replay_until ({end}) is not after replay_since ({start})")
+        for event in inbox.events_received_between(engine, schema, start, end):
+            found[event.svix_id] = event
+    if pending_too:
+        for event in inbox.pending_events(engine, schema, limit=MAX_EVENTS_ANSWERED_BY_FULL_SYNC):
+            found[event.svix_id] = event
+    return sorted(found.values(), key=lambda e: (e.received_at, e.svix_id))
+
+
+@dataclass(frozen=True)
+class RunLag:
+    """Receiver-to-mirror lag (received_at -> processed_at) of the events one run answered."""
+
+    events: int
+    p50_seconds: float
+    max_seconds: float
+
+
+def run_lag(engine: Engine, schema: str, run_id: str) -> RunLag:
+    with engine.connect() as connection:
+        row = connection.execute(
+            sa.text(
+                f"""
+                SELECT count(*) AS events,
+                       coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM processed_at - received_at)), 0) AS p50,
+                       coalesce(max(extract(epoch FROM processed_at - received_at)), 0) AS max
+                FROM "{schema}".webhook_events WHERE processed_run_id = :run_id
+                """
+            ),
+            {"run_id": run_id},
+        ).one()
+    return RunLag(events=int(row.events), p50_seconds=float(row.p50), max_seconds=float(row.max))
