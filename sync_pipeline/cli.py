@@ -51,6 +51,18 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--users", type=int, default=DEFAULT_DEMO_USERS)
     ui.add_argument("--orgs", type=int, default=DEFAULT_DEMO_ORGS)
 
+    webhooks = commands.add_parser("webhooks", help="the webhook inbox: receive, process, replay")
+    webhook_commands = webhooks.add_subparsers(dest="webhook_command", required=True)
+    serve = webhook_commands.add_parser("serve", help="receive Clerk's signed webhooks into the inbox table")
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=8000)
+    webhook_commands.add_parser("process", help="run what the sensor would launch for every pending event, in process")
+    replay = webhook_commands.add_parser("replay", help="re-process the events of a time window or of given ids")
+    replay.add_argument("--since", default="", help="received at or after (ISO 8601, e.g. 2026-11-21T08:00:00Z)")
+    replay.add_argument("--until", default="", help="received before (ISO 8601; default now)")
+    replay.add_argument("--event-id", dest="event_ids", action="append", default=[], metavar="SVIX_ID", help="repeatable")
+    replay.add_argument("--dry-run", action="store_true")
+
     emulator = commands.add_parser("emulator", help="serve a Clerk Backend API emulator over generated data")
     emulator.add_argument("--host", default="127.0.0.1")
     emulator.add_argument("--port", type=int, default=8787)
@@ -60,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_argument("--secret-key", default=DEMO_SECRET_KEY)
     emulator.add_argument("--latency-ms", type=float, default=0.0)
     emulator.add_argument("--requests-per-10s", type=int, default=None, help="rate limit (default: Clerk's for the key kind)")
+    emulator.add_argument("--webhook-url", default=None, help="deliver the emulator's changes as signed webhooks here")
+    emulator.add_argument("--webhook-secret", default=None, help="the whsec_ secret to sign them with")
     return parser
 
 
@@ -76,6 +90,11 @@ def _command_sync(args: argparse.Namespace) -> int:
         ),
         verbose=args.verbose,
     )
+    return _report(outcome)
+
+
+def _report(outcome) -> int:  # noqa: ANN001 - runner.SyncOutcome, imported lazily
+    """A summary on stdout when the run succeeded, one line on stderr when it did not."""
     if outcome.exit_code == 0:
         print(outcome.summary())
     else:
@@ -102,6 +121,32 @@ def _command_ui(args: argparse.Namespace) -> int:
     return run_ui(port=args.port, users=args.users, orgs=args.orgs)
 
 
+def _command_webhooks(args: argparse.Namespace) -> int:
+    if args.webhook_command == "serve":
+        from sync_pipeline.webhooks.receiver import serve
+
+        serve(host=args.host, port=args.port)
+        return 0
+    if args.webhook_command == "process":
+        from sync_pipeline.runner import process_pending_webhooks
+
+        outcomes = process_pending_webhooks(verbose=args.verbose)
+        if not outcomes:
+            print("No pending webhook events.")
+            return 0
+        for outcome in outcomes[:-1]:
+            print(outcome.summary())
+        return _report(outcomes[-1])
+    from sync_pipeline.runner import SyncRequest, run_sync
+
+    if not (args.since or args.until or args.event_ids):
+        raise ConfigurationError("replay needs --since/--until or --event-id: which events should be re-processed?")
+    request = SyncRequest(
+        replay_since=args.since, replay_until=args.until, webhook_event_ids=args.event_ids, dry_run=args.dry_run, mode="replay"
+    )
+    return _report(run_sync(request, verbose=args.verbose))
+
+
 def _command_emulator(args: argparse.Namespace) -> int:
     from sync_pipeline.emulator import run_emulator
 
@@ -114,6 +159,8 @@ def _command_emulator(args: argparse.Namespace) -> int:
         secret_key=args.secret_key,
         latency_ms=args.latency_ms,
         requests_per_10s=args.requests_per_10s,
+        webhook_url=args.webhook_url,
+        webhook_secret=args.webhook_secret,
     )
     return 0
 
@@ -123,6 +170,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "analyze": _command_analyze,
     "demo": _command_demo,
     "ui": _command_ui,
+    "webhooks": _command_webhooks,
     "emulator": _command_emulator,
 }
 

@@ -9,9 +9,10 @@ from dagster import Definitions, EnvVar, load_asset_checks_from_modules, load_as
 from sync_pipeline import settings
 from sync_pipeline.clerk.client import ClerkClient
 from sync_pipeline.defs import assets, checks
-from sync_pipeline.defs.jobs import full_sync_job
+from sync_pipeline.defs.jobs import full_sync_job, partial_sync_job
 from sync_pipeline.defs.resources import MirrorDatabase, SyncOptions
 from sync_pipeline.defs.schedules import daily_full_sync
+from sync_pipeline.defs.sensors import clerk_webhook_sensor
 
 
 def build_resources() -> dict:
@@ -36,8 +37,9 @@ def build_definitions(resources: dict) -> Definitions:
     return Definitions(
         assets=load_assets_from_modules([assets]),
         asset_checks=load_asset_checks_from_modules([assets, checks]),
-        jobs=[full_sync_job],
+        jobs=[full_sync_job, partial_sync_job],
         schedules=[daily_full_sync],
+        sensors=[clerk_webhook_sensor],
         resources=resources,
     )
 

@@ -136,15 +136,20 @@ class SyncScope:
 
     user_ids: tuple[str, ...] = ()
     organization_ids: tuple[str, ...] = ()
+    # Webhook events (svix ids) this sync answers: marked processed when its apply commits.
+    event_ids: tuple[str, ...] = ()
 
     @property
     def is_full(self) -> bool:
         return not self.user_ids and not self.organization_ids
 
     def describe(self) -> str:
-        if self.is_full:
-            return "full"
-        return f"scoped: {len(self.user_ids)} user(s), {len(self.organization_ids)} organization(s)"
+        scope = (
+            "full"
+            if self.is_full
+            else f"scoped: {len(self.user_ids)} user(s), {len(self.organization_ids)} organization(s)"
+        )
+        return f"{scope}, answering {len(self.event_ids)} webhook event(s)" if self.event_ids else scope
 
 
 @dataclass

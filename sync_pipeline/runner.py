@@ -9,7 +9,7 @@ summary, or one line saying what went wrong.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from dagster import DagsterInstance, ExecuteInProcessResult
 
@@ -24,25 +24,33 @@ EXIT_OK, EXIT_RUN_FAILED, EXIT_GUARD_REFUSED = 0, 1, 2
 
 @dataclass
 class SyncRequest:
+    """One run's sync_options, as the Launchpad would take them."""
+
     dry_run: bool = False
     user_ids: list[str] = field(default_factory=list)
     organization_ids: list[str] = field(default_factory=list)
     allow_mass_delete: bool = False
     max_delete_share: float | None = None
+    webhook_event_ids: list[str] = field(default_factory=list)
+    replay_since: str = ""
+    replay_until: str = ""
+    mode: str = ""
 
-    def run_config(self, *, verbose: bool) -> dict:
-        options: dict = {
-            "dry_run": self.dry_run,
-            "user_ids": list(self.user_ids),
-            "organization_ids": list(self.organization_ids),
-            "allow_mass_delete": self.allow_mass_delete,
-        }
-        if self.max_delete_share is not None:
-            options["max_delete_share"] = self.max_delete_share
-        return {
-            "resources": {"sync_options": {"config": options}},
-            "loggers": {"console": {"config": {"log_level": "INFO" if verbose else "CRITICAL"}}},
-        }
+    @property
+    def job_name(self) -> str:
+        answers_webhooks = self.webhook_event_ids or self.replay_since or self.replay_until
+        return "partial_sync_job" if answers_webhooks else "full_sync_job"
+
+    def sync_options(self) -> dict:
+        # Unset fields are left to the resource's defaults (0.0 and False are real values).
+        return {k: v for k, v in asdict(self).items() if v is not None and v != "" and v != []}
+
+
+def _run_config(sync_options: dict, *, verbose: bool) -> dict:
+    return {
+        "resources": {"sync_options": {"config": sync_options}},
+        "loggers": {"console": {"config": {"log_level": "INFO" if verbose else "CRITICAL"}}},
+    }
 
 
 @dataclass
@@ -134,26 +142,31 @@ def _first_error_line(result: ExecuteInProcessResult) -> str:
 
 
 def run_sync(request: SyncRequest, *, verbose: bool = False) -> SyncOutcome:
+    """Run the sync a request describes, in process, and say how it went."""
     _prepare_environment()
+    return _execute(request.job_name, request.sync_options(), dry_run=request.dry_run, verbose=verbose)
+
+
+def _execute(job_name: str, sync_options: dict, *, dry_run: bool, verbose: bool) -> SyncOutcome:
     from sync_pipeline.definitions import build_definitions, build_resources
 
     # Built here, not imported: the environment was only settled just now.
-    job = build_definitions(build_resources()).resolve_job_def("full_sync_job")
+    job = build_definitions(build_resources()).resolve_job_def(job_name)
     with _instance() as instance:
         result = job.execute_in_process(
-            run_config=request.run_config(verbose=verbose), instance=instance, raise_on_error=False
+            run_config=_run_config(sync_options, verbose=verbose), instance=instance, raise_on_error=False
         )
         stats = instance.get_run_stats(result.run_id)
         seconds = (stats.end_time or 0) - (stats.start_time or 0)
         refusals = [
             evaluation
             for evaluation in result.get_asset_check_evaluations()
-            if evaluation.check_name == "delete_guard" and not evaluation.passed and not request.dry_run
+            if evaluation.check_name == "delete_guard" and not evaluation.passed and not dry_run
         ]
         if refusals:
-            return SyncOutcome(result.run_id, EXIT_GUARD_REFUSED, request.dry_run, problem=refusals[0].description or "")
+            return SyncOutcome(result.run_id, EXIT_GUARD_REFUSED, dry_run, problem=refusals[0].description or "")
         if not result.success:
-            return SyncOutcome(result.run_id, EXIT_RUN_FAILED, request.dry_run, problem=_first_error_line(result))
+            return SyncOutcome(result.run_id, EXIT_RUN_FAILED, dry_run, problem=_first_error_line(result))
         plan = result.output_for_node("sync_plan")
         written: dict[str, dict[str, int]] = {}
         for materialization in result.get_asset_materialization_events():
@@ -166,7 +179,34 @@ def run_sync(request: SyncRequest, *, verbose: bool = False) -> SyncOutcome:
                 for kind in CHANGE_KINDS
                 if f"written.{key[-1]}.{kind}" in metadata
             }
-        return SyncOutcome(result.run_id, EXIT_OK, request.dry_run, plan=plan, rows_written=written, seconds=seconds)
+        return SyncOutcome(result.run_id, EXIT_OK, dry_run, plan=plan, rows_written=written, seconds=seconds)
+
+
+def process_pending_webhooks(*, verbose: bool = False) -> list[SyncOutcome]:
+    """Run, once and in process, what the sensor would launch, until no event is pending.
+
+    Stops at the first failed run: its events stay pending, as they would for the sensor.
+    """
+    from sync_pipeline.defs.sensors import partial_sync_request
+    from sync_pipeline.webhooks import inbox
+
+    url = _prepare_environment()
+    schema = settings.sync_schema()
+    engine = create_mirror_engine(url)
+    outcomes: list[SyncOutcome] = []
+    try:
+        while True:
+            events = inbox.pending_events(engine, schema, limit=settings.webhook_batch_size())
+            if not events:
+                return outcomes
+            request = partial_sync_request(events, run_key="in-process")
+            options = request.run_config["resources"]["sync_options"]["config"]
+            outcome = _execute("partial_sync_job", options, dry_run=False, verbose=verbose)
+            outcomes.append(outcome)
+            if outcome.exit_code != EXIT_OK:
+                return outcomes
+    finally:
+        engine.dispose()
 
 
 def analyze(*, user_ids: list[str], organization_ids: list[str]) -> str:

@@ -10,6 +10,10 @@
 | ``SYNC_INCLUDE_PRIVATE_METADATA`` | mirror ``private_metadata`` | ``true`` |
 | ``SYNC_HARD_DELETE`` | delete rows instead of setting ``deleted_at`` | ``false`` |
 | ``SYNC_SCHEDULE_CRON`` | the daily full sync's time (UTC) | ``0 3 * * *`` |
+| ``CLERK_WEBHOOK_SECRET`` | the endpoint's signing secret (``whsec_…``), receiver only | required to serve |
+| ``SYNC_WEBHOOK_MAX_WAIT_SECONDS`` | an event waiting longer fails the inbox check | ``300`` |
+| ``SYNC_WEBHOOK_BATCH_SIZE`` | events one partial sync answers at most | ``500`` |
+| ``SYNC_WEBHOOK_SENSOR_INTERVAL_SECONDS`` | how often the sensor looks at the inbox | ``5`` |
 """
 
 from __future__ import annotations
@@ -70,3 +74,30 @@ def include_private_metadata() -> bool:
 
 def hard_delete() -> bool:
     return _flag("SYNC_HARD_DELETE", False)
+
+
+def _positive_number(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if value <= 0:
+        raise ConfigurationError(f"{name}={raw!r} must be a positive number")
+    return value
+
+
+def webhook_max_wait_seconds() -> float:
+    """How long a webhook event may wait in the inbox before the health check fails."""
+    return _positive_number("SYNC_WEBHOOK_MAX_WAIT_SECONDS", 300.0)
+
+
+def webhook_batch_size() -> int:
+    """Events one partial sync answers at most (the sensor's batch)."""
+    return int(_positive_number("SYNC_WEBHOOK_BATCH_SIZE", 500))
+
+
+def webhook_sensor_interval_seconds() -> int:
+    return int(_positive_number("SYNC_WEBHOOK_SENSOR_INTERVAL_SECONDS", 5))

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
+from dagster import DagsterInstance, instance_for_test
 
 from sync_pipeline.embedded import start_embedded_postgres
+from sync_pipeline.emulator import EmulatorServer
 from sync_pipeline.mirror.database import create_mirror_engine
+from sync_pipeline_tests.harness import SyncHarness
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +46,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "database_url" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.database)
+
+
+# == a sync under test: its own Clerk emulator, a Dagster instance, the harness ==========
+
+SYNC_USERS, SYNC_ORGS, SYNC_SEED = 200, 20, 11
+
+
+@pytest.fixture
+def clerk_emulator() -> Iterator[EmulatorServer]:
+    """Free to change: each test gets its own Clerk."""
+    with EmulatorServer(users=SYNC_USERS, orgs=SYNC_ORGS, seed=SYNC_SEED, secret_key="sk_live_test", requests_per_10s=0) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def dagster_instance() -> Iterator[DagsterInstance]:
+    with instance_for_test() as instance:
+        yield instance
+
+
+@pytest.fixture
+def harness(clerk_emulator: EmulatorServer, engine: sa.Engine, database_url: str, schema: str, dagster_instance: DagsterInstance) -> SyncHarness:
+    return SyncHarness(emulator=clerk_emulator, engine=engine, database_url=database_url, schema=schema, instance=dagster_instance)

@@ -1,6 +1,9 @@
 """Test data: the shared Clerk fixtures, small hand-built Clerk objects, and frames built from them.
 
-The fixtures live beside the repository, in ``../shared/clerk/fixtures`` (read-only).
+The fixtures are Clerk's example objects from ``../shared/clerk/fixtures``, beside the
+repository. A copy lives in ``clerk_fixtures/`` so the suite runs in a clone on its own
+(a newcomer's machine has no ``../shared``); ``test_vendored_fixtures`` fails the moment
+the copy and the source differ.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import pandas as pd
 from sync_pipeline import model
 from sync_pipeline.clerk.normalize import normalize
 
-FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "clerk" / "fixtures"
+SHARED_FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "clerk" / "fixtures"
+VENDORED_FIXTURES = Path(__file__).resolve().parent / "clerk_fixtures"
+FIXTURES = SHARED_FIXTURES if SHARED_FIXTURES.is_dir() else VENDORED_FIXTURES
 
 
 @cache

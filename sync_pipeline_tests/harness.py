@@ -38,11 +38,21 @@ class SyncHarness:
             "sync_options": SyncOptions(),
         }
 
-    def run(self, emulator: EmulatorServer | None = None, client_settings: dict | None = None, **options) -> ExecuteInProcessResult:
-        """Run full_sync_job as the schedule would, with ``options`` as the run's sync_options."""
-        defs = build_definitions(self.resources(emulator, **(client_settings or {})))
-        return defs.resolve_job_def("full_sync_job").execute_in_process(
-            run_config={"resources": {"sync_options": {"config": options}}},
+    def definitions(self, emulator: EmulatorServer | None = None, **client_settings):  # noqa: ANN201
+        return build_definitions(self.resources(emulator, **client_settings))
+
+    def run(
+        self,
+        emulator: EmulatorServer | None = None,
+        client_settings: dict | None = None,
+        job: str = "full_sync_job",
+        run_config: dict | None = None,
+        **options,
+    ) -> ExecuteInProcessResult:
+        """Run a job as Dagster would, with ``options`` as the run's sync_options (or a whole run_config)."""
+        defs = self.definitions(emulator, **(client_settings or {}))
+        return defs.resolve_job_def(job).execute_in_process(
+            run_config=run_config or {"resources": {"sync_options": {"config": options}}},
             instance=self.instance,
             raise_on_error=False,
         )

@@ -1,8 +1,8 @@
 """The sync as assets: snapshot Clerk and the mirror, plan the difference, apply it.
 
-    clerk_snapshot ─┐
-                    ├─> sync_plan ──[delete_guard]──> mirror/users, mirror/organizations,
-    mirror_snapshot ┘                                 mirror/organization_memberships
+                  ┌─> clerk_snapshot ─┐
+    sync_scope ───┤                   ├─> sync_plan ──[delete_guard]──> clerk_mirror/users, …/organizations,
+                  └─> mirror_snapshot ┘                                 …/organization_memberships ─> clerk_webhook_inbox
 
 Each step is a thin adapter around a pure or I/O module; the logic lives in
 ``sync_pipeline.diff`` (pure) and ``sync_pipeline.mirror`` / ``sync_pipeline.clerk`` (I/O).
@@ -11,6 +11,8 @@ Each step is a thin adapter around a pure or I/O module; the logic lives in
 
 import time
 from datetime import datetime, timezone
+
+import pandas as pd
 
 from dagster import (
     AssetCheckResult,
@@ -35,24 +37,76 @@ from sync_pipeline.diff.plan import SyncPlan
 from sync_pipeline.diff.rules import plan_sync
 from sync_pipeline.mirror.apply import SyncRunRecord, apply_plan, record_sync_run
 from sync_pipeline.mirror.snapshot import MirrorState, read_mirror
-from sync_pipeline.model import ENTITIES, Snapshot
+from sync_pipeline.errors import ConfigurationError
+from sync_pipeline.model import ENTITIES, Snapshot, SyncScope
+from sync_pipeline.webhooks import inbox
+from sync_pipeline.webhooks.runs import events_for_run, run_lag
 
 SYNC_GROUP = "clerk_sync"
 MIRROR_GROUP = "clerk_mirror"
 MIRROR_TABLE_KEYS = {entity: AssetKey(["clerk_mirror", entity]) for entity in ENTITIES}
 
 
-def sync_run_record(context: AssetExecutionContext, options: SyncOptions, counts: dict | None = None) -> SyncRunRecord:
+def sync_run_record(
+    context: AssetExecutionContext, options: SyncOptions, scope: SyncScope, counts: dict | None = None
+) -> SyncRunRecord:
     run = context.instance.get_run_stats(context.run_id) if context.instance else None
     started = datetime.fromtimestamp(run.start_time, tz=timezone.utc) if run and run.start_time else datetime.now(timezone.utc)
-    scope = options.scope
     return SyncRunRecord(
         run_id=context.run_id,
         mode=options.audit_mode,
         dry_run=options.dry_run,
-        scope={"user_ids": list(scope.user_ids), "organization_ids": list(scope.organization_ids)},
+        scope={
+            "user_ids": list(scope.user_ids),
+            "organization_ids": list(scope.organization_ids),
+            "webhook_events": len(scope.event_ids),
+        },
         started_at=started,
         counts=counts or {},
+    )
+
+
+@asset(
+    group_name=SYNC_GROUP,
+    kinds={"postgres"},
+    description="What this run covers: the ids in run config, plus the users and organizations of the webhook "
+    "events it answers (named by svix id, or received in a replay window). A full sync also answers every event "
+    "pending when it starts, since it reads all of Clerk afterwards.",
+)
+def sync_scope(context: AssetExecutionContext, mirror_db: MirrorDatabase, sync_options: SyncOptions) -> Output[SyncScope]:
+    mirror_db.ensure_ready()
+    explicit = sync_options.explicit_scope
+    events = events_for_run(
+        mirror_db.engine,
+        mirror_db.db_schema,
+        svix_ids=sync_options.webhook_event_ids,
+        since=sync_options.replay_since,
+        until=sync_options.replay_until,
+        pending_too=explicit.is_full and not sync_options.answers_webhooks,
+    )
+    user_ids, organization_ids = inbox.affected_ids(events)
+    if sync_options.answers_webhooks and not (explicit.user_ids or explicit.organization_ids or user_ids or organization_ids):
+        # Never widen an empty partial run into a full sync.
+        raise ConfigurationError("the webhook events named for this run affect no user or organization: nothing to sync")
+    if explicit.is_full and not sync_options.answers_webhooks:
+        scope = SyncScope(event_ids=tuple(e.svix_id for e in events))
+    else:
+        scope = SyncScope(
+            user_ids=tuple(sorted({*explicit.user_ids, *user_ids})),
+            organization_ids=tuple(sorted({*explicit.organization_ids, *organization_ids})),
+            event_ids=tuple(e.svix_id for e in events),
+        )
+    types = pd.Series([e.event_type for e in events], dtype="string").value_counts().to_dict()
+    return Output(
+        scope,
+        metadata={
+            "scope": MetadataValue.text(scope.describe()),
+            "mode": MetadataValue.text(sync_options.audit_mode),
+            "user_ids": MetadataValue.int(len(scope.user_ids)),
+            "organization_ids": MetadataValue.int(len(scope.organization_ids)),
+            "webhook_events": MetadataValue.int(len(events)),
+            "webhook_event_types": MetadataValue.json({str(k): int(v) for k, v in types.items()}),
+        },
     )
 
 
@@ -61,16 +115,16 @@ def sync_run_record(context: AssetExecutionContext, options: SyncOptions, counts
     kinds={"clerk", "pandas"},
     description="Clerk's users, organizations and memberships in the run's scope, read through the Backend API.",
 )
-def clerk_snapshot(clerk: ClerkClient, mirror_db: MirrorDatabase, sync_options: SyncOptions) -> Output[Snapshot]:
+def clerk_snapshot(sync_scope: SyncScope, clerk: ClerkClient, mirror_db: MirrorDatabase) -> Output[Snapshot]:
     started = time.perf_counter()
-    snapshot, report = read_clerk(clerk, sync_options.scope, include_private_metadata=mirror_db.include_private_metadata)
+    snapshot, report = read_clerk(clerk, sync_scope, include_private_metadata=mirror_db.include_private_metadata)
     requests = sum(stats.get("requests", 0) for stats in report.fetch_stats.values())
     throttled = sum(stats.get("responses_429", 0) for stats in report.fetch_stats.values())
     retries = sum(stats.get("retries", 0) for stats in report.fetch_stats.values())
     return Output(
         snapshot,
         metadata={
-            "scope": MetadataValue.text(sync_options.scope.describe()),
+            "scope": MetadataValue.text(sync_scope.describe()),
             **{f"rows.{entity}": MetadataValue.int(count) for entity, count in report.rows.items()},
             **{f"repeats_dropped.{entity}": MetadataValue.int(count) for entity, count in report.repeats_dropped.items()},
             "requests": MetadataValue.int(requests),
@@ -87,10 +141,9 @@ def clerk_snapshot(clerk: ClerkClient, mirror_db: MirrorDatabase, sync_options: 
     kinds={"postgres", "pandas"},
     description="The mirror tables' rows in the run's scope, before this run writes anything.",
 )
-def mirror_snapshot(mirror_db: MirrorDatabase, sync_options: SyncOptions) -> Output[MirrorState]:
+def mirror_snapshot(sync_scope: SyncScope, mirror_db: MirrorDatabase) -> Output[MirrorState]:
     started = time.perf_counter()
-    mirror_db.ensure_ready()
-    state = read_mirror(mirror_db.engine, mirror_db.db_schema, sync_options.scope)
+    state = read_mirror(mirror_db.engine, mirror_db.db_schema, sync_scope)
     return Output(
         state,
         metadata={
@@ -149,14 +202,25 @@ def mirror_tables(
     sync_options: SyncOptions,
 ):
     """Apply the plan in one transaction, then read the scope back and verify it."""
-    record = sync_run_record(context, sync_options, counts={"planned": sync_plan.counts()})
+    record = sync_run_record(context, sync_options, sync_plan.scope, counts={"planned": sync_plan.counts()})
     if sync_options.dry_run:
         record_sync_run(mirror_db.engine, mirror_db.db_schema, record, "dry_run")
         context.log.info("Dry run: the plan is in sync_plan's metadata; no mirror row written.")
         return
 
+    def answer_webhook_events(connection) -> None:
+        # In the apply's transaction: events count as processed exactly when the mirror has their changes.
+        inbox.mark_processed(connection, mirror_db.db_schema, list(sync_plan.scope.event_ids), context.run_id)
+
     try:
-        result = apply_plan(mirror_db.engine, mirror_db.db_schema, sync_plan, record, mirror_db.apply_settings)
+        result = apply_plan(
+            mirror_db.engine,
+            mirror_db.db_schema,
+            sync_plan,
+            record,
+            mirror_db.apply_settings,
+            before_commit=answer_webhook_events if sync_plan.scope.event_ids else None,
+        )
     except Exception as error:
         record_sync_run(mirror_db.engine, mirror_db.db_schema, record, "failed", message=str(error).splitlines()[0][:500])
         raise
@@ -188,3 +252,27 @@ def mirror_tables(
                 "sample": sample_table(remaining.upserts, ["id", "change_kind", "changed_columns"]),
             },
         )
+
+
+@asset(
+    group_name=MIRROR_GROUP,
+    kinds={"postgres"},
+    deps=list(MIRROR_TABLE_KEYS.values()),
+    description="Clerk's webhook events in the inbox table: how many wait, and how long events took from "
+    "the receiver to the mirror (received -> processed), for this run and over the last hour.",
+)
+def clerk_webhook_inbox(context: AssetExecutionContext, mirror_db: MirrorDatabase) -> MaterializeResult:
+    health = inbox.inbox_health(mirror_db.engine, mirror_db.db_schema)
+    this_run = run_lag(mirror_db.engine, mirror_db.db_schema, context.run_id)
+    return MaterializeResult(
+        metadata={
+            "pending": MetadataValue.int(health.pending_count),
+            "oldest_pending_seconds": MetadataValue.float(round(health.oldest_pending_age_seconds or 0.0, 3)),
+            "answered_by_this_run": MetadataValue.int(this_run.events),
+            "this_run_lag_max_seconds": MetadataValue.float(round(this_run.max_seconds, 3)),
+            "this_run_lag_p50_seconds": MetadataValue.float(round(this_run.p50_seconds, 3)),
+            "last_hour_processed": MetadataValue.int(health.processed_last_hour),
+            "last_hour_lag_p95_seconds": MetadataValue.float(round(health.lag_p95_seconds or 0.0, 3)),
+            "last_hour_lag_max_seconds": MetadataValue.float(round(health.lag_max_seconds or 0.0, 3)),
+        }
+    )

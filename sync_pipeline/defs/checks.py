@@ -10,12 +10,14 @@ from dagster import (
     asset_check,
 )
 
-from sync_pipeline.defs.assets import MIRROR_TABLE_KEYS, sync_plan, sync_run_record
+from sync_pipeline import settings
+from sync_pipeline.defs.assets import MIRROR_TABLE_KEYS, clerk_webhook_inbox, sync_plan, sync_run_record
 from sync_pipeline.defs.resources import MirrorDatabase, SyncOptions
 from sync_pipeline.diff.guard import delete_guard_violations
 from sync_pipeline.diff.plan import SyncPlan
 from sync_pipeline.mirror.apply import record_sync_run
 from sync_pipeline.model import MEMBERSHIPS, USERS
+from sync_pipeline.webhooks import inbox
 
 SAMPLE_LIMIT = 20
 
@@ -37,7 +39,9 @@ def delete_guard(
     }
     refused = bool(violations) and not sync_options.allow_mass_delete
     if refused and not sync_options.dry_run:
-        record = sync_run_record(context.op_execution_context, sync_options, counts={"planned": sync_plan.counts()})
+        record = sync_run_record(
+            context.op_execution_context, sync_options, sync_plan.scope, counts={"planned": sync_plan.counts()}
+        )
         message = "; ".join(v.describe() for v in violations)
         record_sync_run(mirror_db.engine, mirror_db.db_schema, record, "refused", message=message)
     if not refused:
@@ -136,5 +140,24 @@ def live_primary_emails_distinct(mirror_db: MirrorDatabase) -> AssetCheckResult:
         metadata={
             "shared_addresses": MetadataValue.int(total),
             "sample": MetadataValue.json([{"email": r["email"], "user_ids": list(r["user_ids"])} for r in rows]),
+        },
+    )
+
+
+@asset_check(
+    asset=clerk_webhook_inbox,
+    description="No webhook event has waited in the inbox longer than SYNC_WEBHOOK_MAX_WAIT_SECONDS "
+    "(default 300 s): the sensor, its runs or the daemon have stalled if one has.",
+)
+def webhook_events_answered_in_time(mirror_db: MirrorDatabase) -> AssetCheckResult:
+    health = inbox.inbox_health(mirror_db.engine, mirror_db.db_schema)
+    bound = settings.webhook_max_wait_seconds()
+    waited = health.oldest_pending_age_seconds or 0.0
+    return AssetCheckResult(
+        passed=waited <= bound,
+        metadata={
+            "pending": MetadataValue.int(health.pending_count),
+            "oldest_pending_seconds": MetadataValue.float(round(waited, 3)),
+            "bound_seconds": MetadataValue.float(bound),
         },
     )

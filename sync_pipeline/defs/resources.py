@@ -86,15 +86,35 @@ class SyncOptions(ConfigurableResource):
         le=1.0,
         description="Refuse a sync deleting more than this share of any table's live rows.",
     )
+    webhook_event_ids: list[str] = Field(
+        default_factory=list,
+        description="Webhook events (svix ids) to answer: their users and organizations join the scope, "
+        "and they are marked processed when the apply commits.",
+    )
+    replay_since: str = Field(
+        default="", description="Replay: re-process webhook events received at or after this ISO time."
+    )
+    replay_until: str = Field(default="", description="Replay: ... and before this ISO time.")
     mode: str = Field(default="", description="Label in the audit trail; derived from the scope when empty.")
 
     @property
-    def scope(self) -> SyncScope:
+    def explicit_scope(self) -> SyncScope:
+        """The ids named in run config, before webhook events add theirs."""
         return SyncScope(
             user_ids=tuple(dict.fromkeys(self.user_ids)),
             organization_ids=tuple(dict.fromkeys(self.organization_ids)),
         )
 
     @property
+    def answers_webhooks(self) -> bool:
+        return bool(self.webhook_event_ids or self.replay_since or self.replay_until)
+
+    @property
     def audit_mode(self) -> str:
-        return self.mode or ("full" if self.scope.is_full else "scoped")
+        if self.mode:
+            return self.mode
+        if self.replay_since or self.replay_until:
+            return "replay"
+        if self.webhook_event_ids:
+            return "partial"
+        return "full" if self.explicit_scope.is_full else "scoped"

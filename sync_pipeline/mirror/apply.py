@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -244,8 +245,20 @@ def record_sync_run(engine: Engine, schema: str, record: SyncRunRecord, outcome:
         return _insert_sync_run(connection, schema, record, outcome, message)
 
 
-def apply_plan(engine: Engine, schema: str, plan: SyncPlan, record: SyncRunRecord, settings: ApplySettings) -> ApplyResult:
-    """Write ``plan`` in one transaction and record it; all or nothing."""
+def apply_plan(
+    engine: Engine,
+    schema: str,
+    plan: SyncPlan,
+    record: SyncRunRecord,
+    settings: ApplySettings,
+    *,
+    before_commit: Callable[[Connection], None] | None = None,
+) -> ApplyResult:
+    """Write ``plan`` in one transaction and record it; all or nothing.
+
+    ``before_commit`` runs last inside the transaction, for bookkeeping that must commit
+    or roll back with the mirror (marking webhook events processed).
+    """
     started = time.perf_counter()
     rows_written = {entity: dict.fromkeys(CHANGE_KINDS, 0) for entity in ENTITIES}
     with engine.begin() as connection:
@@ -273,4 +286,6 @@ def apply_plan(engine: Engine, schema: str, plan: SyncPlan, record: SyncRunRecor
             ),
             {"outcome": "succeeded", "counts": json.dumps({**record.counts, "written": rows_written}), "id": sync_run_id},
         )
+        if before_commit is not None:
+            before_commit(connection)
     return ApplyResult(sync_run_id=sync_run_id, rows_written=rows_written, seconds=time.perf_counter() - started)

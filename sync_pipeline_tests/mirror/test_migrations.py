@@ -16,7 +16,9 @@ def test_upgrade_creates_the_contract_tables_and_is_idempotent(engine: sa.Engine
     upgrade_schema(engine, schema)  # a second run finds nothing to do
 
     tables = set(sa.inspect(engine).get_table_names(schema=schema))
-    assert {"users", "organizations", "organization_memberships", "sync_runs", "sync_changes", "alembic_version"} <= tables
+    assert {
+        "users", "organizations", "organization_memberships", "sync_runs", "sync_changes", "webhook_events", "alembic_version"
+    } <= tables
     assert {
         "id", "primary_email", "first_name", "last_name", "username", "image_url", "external_id", "banned",
         "public_metadata", "private_metadata", "created_at", "updated_at", "raw", "synced_at", "deleted_at",
@@ -29,7 +31,7 @@ def test_upgrade_creates_the_contract_tables_and_is_idempotent(engine: sa.Engine
     )
     with engine.connect() as connection:
         version = connection.execute(sa.text(f'SELECT version_num FROM "{schema}".alembic_version')).scalar_one()
-    assert version == "0001_mirror_tables"
+    assert version == "0002_webhook_events"
 
 
 def test_one_live_membership_per_pair_is_enforced(engine: sa.Engine, schema: str) -> None:

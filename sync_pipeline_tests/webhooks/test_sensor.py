@@ -1,0 +1,108 @@
+"""clerk_webhook_sensor tick by tick: nothing skipped, nothing launched twice, failures retried."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import sqlalchemy as sa
+from dagster import DagsterRunStatus, RunRequest, RunsFilter, SkipReason, build_sensor_context
+from dagster._core.test_utils import create_run_for_test
+
+from sync_pipeline.defs.resources import MirrorDatabase
+from sync_pipeline.defs.sensors import batch_digest, clerk_webhook_sensor
+from sync_pipeline.mirror.database import upgrade_schema
+from sync_pipeline.webhooks import inbox
+from sync_pipeline_tests.fixtures import load
+
+USER_UPDATED = load("webhook_user.updated.json")
+
+
+def tick(harness, cursor: str | None = None):  # noqa: ANN001, ANN201
+    """One evaluation, as the daemon would run it; returns the result and the next cursor."""
+    with build_sensor_context(
+        instance=harness.instance,
+        cursor=cursor,
+        resources={"mirror_db": MirrorDatabase(database_url=harness.database_url, db_schema=harness.schema)},
+    ) as context:
+        result = clerk_webhook_sensor(context)
+    next_cursor = getattr(result, "cursor", None)
+    return result, next_cursor if next_cursor is not None else cursor
+
+
+def store(harness, svix_id: str, user_id: str) -> None:  # noqa: ANN001
+    payload = {**USER_UPDATED, "data": {**USER_UPDATED["data"], "id": user_id}}
+    inbox.store_delivery(harness.engine, harness.schema, svix_id=svix_id, svix_timestamp=None, payload=payload)
+
+
+def requests_of(result) -> list[RunRequest]:  # noqa: ANN001
+    return list(result.run_requests or []) if not isinstance(result, SkipReason) else []
+
+
+def test_each_batch_is_launched_once_and_late_commits_are_not_skipped(harness) -> None:  # noqa: ANN001
+    upgrade_schema(harness.engine, harness.schema)
+    result, cursor = tick(harness)
+    assert isinstance(result, SkipReason)
+
+    store(harness, "msg_b", "user_b")
+    store(harness, "msg_a", "user_a")
+    result, cursor = tick(harness, cursor)
+    (request,) = requests_of(result)
+    options = request.run_config["resources"]["sync_options"]["config"]
+    assert options["user_ids"] == ["user_a", "user_b"]
+    assert sorted(options["webhook_event_ids"]) == ["msg_a", "msg_b"]
+    assert request.run_key == f"webhooks-{batch_digest(['msg_a', 'msg_b'])}-1"
+
+    # Its run is in flight: the same events are not launched again.
+    create_run_for_test(harness.instance, job_name="partial_sync_job", status=DagsterRunStatus.STARTED)
+    result, cursor = tick(harness, cursor)
+    assert isinstance(result, SkipReason) and "still running" in result.skip_message
+
+    # A row committed late, with an earlier received_at than everything seen so far,
+    # is still pending and so still found once the run is over.
+    store(harness, "msg_late", "user_late")
+    with harness.engine.begin() as connection:
+        connection.execute(
+            sa.text(f"UPDATE \"{harness.schema}\".webhook_events SET received_at = now() - interval '1 hour' WHERE svix_id = 'msg_late'")
+        )
+        inbox.mark_processed(connection, harness.schema, ["msg_a", "msg_b"], "run-that-finished")
+    for run in harness.instance.get_runs(filters=RunsFilter(statuses=[DagsterRunStatus.STARTED])):
+        harness.instance.report_run_canceled(run)
+    result, cursor = tick(harness, cursor)
+    (request,) = requests_of(result)
+    assert request.run_config["resources"]["sync_options"]["config"]["webhook_event_ids"] == ["msg_late"]
+
+    with harness.engine.begin() as connection:
+        inbox.mark_processed(connection, harness.schema, ["msg_late"], "another-run")
+    result, cursor = tick(harness, cursor)
+    assert isinstance(result, SkipReason)
+
+
+def test_a_batch_whose_run_failed_is_retried_after_a_pause_with_a_new_key(harness) -> None:  # noqa: ANN001
+    upgrade_schema(harness.engine, harness.schema)
+    store(harness, "msg_1", "user_1")
+    result, cursor = tick(harness)
+    (first,) = requests_of(result)
+
+    # The run failed (nothing in flight, the event still pending): too soon to retry...
+    result, cursor_after = tick(harness, cursor)
+    assert isinstance(result, SkipReason) and "retrying in" in result.skip_message
+
+    # ...and once the pause is over, a new run key, so Dagster launches it.
+    state = json.loads(cursor)
+    state["launched_at"] = time.time() - 3600
+    result, _ = tick(harness, json.dumps(state))
+    (retry,) = requests_of(result)
+    assert retry.run_key != first.run_key and retry.run_key.endswith("-2")
+
+
+def test_the_batch_is_bounded(harness, monkeypatch) -> None:  # noqa: ANN001
+    upgrade_schema(harness.engine, harness.schema)
+    monkeypatch.setenv("SYNC_WEBHOOK_BATCH_SIZE", "3")
+    for i in range(5):
+        store(harness, f"msg_{i}", f"user_{i}")
+
+    result, _ = tick(harness)
+
+    (request,) = requests_of(result)
+    assert len(request.run_config["resources"]["sync_options"]["config"]["webhook_event_ids"]) == 3
