@@ -28,13 +28,13 @@ from sqlalchemy.exc import OperationalError
 from sync_pipeline import model
 from sync_pipeline.diff.plan import CHANGE_KINDS, DELETE, SyncPlan
 from sync_pipeline.errors import SyncLockTimeout
+from sync_pipeline.mirror.staging import copy_into_stage
 from sync_pipeline.model import ENTITIES, MEMBERSHIPS, ORGANIZATIONS, USERS
 
 # Deletes walk from dependants to parents, upserts from parents to dependants.
 DELETE_ORDER = (MEMBERSHIPS, ORGANIZATIONS, USERS)
 UPSERT_ORDER = (USERS, ORGANIZATIONS, MEMBERSHIPS)
 
-_SQL_TYPE = {model.TEXT: "text", model.JSON: "jsonb", model.BOOL: "boolean", model.MILLIS: "bigint", model.INT: "integer"}
 
 
 @dataclass
@@ -71,10 +71,6 @@ def _lock_key(schema: str) -> str:
     return f"sync_pipeline:apply:{schema}"
 
 
-def _stage_columns(entity: str) -> dict[str, str]:
-    return {c: _SQL_TYPE[k] for c, k in model.COLUMNS[entity].items()}
-
-
 def _as_timestamp(expression: str) -> str:
     """Epoch milliseconds to timestamptz, exactly (no float rounding)."""
     return f"(timestamptz 'epoch' + {expression} * interval '1 millisecond')"
@@ -83,20 +79,6 @@ def _as_timestamp(expression: str) -> str:
 def _stage_value(column: str, kind: str, alias: str) -> str:
     value = f"{alias}.{column}"
     return _as_timestamp(value) if kind == model.MILLIS else value
-
-
-def _copy_stage(connection: Connection, entity: str, upserts: pd.DataFrame) -> None:
-    """Bulk-load the rows to write into a temporary table that dies with the transaction."""
-    columns = _stage_columns(entity)
-    definition = ", ".join(f"{c} {t}" for c, t in columns.items())
-    connection.execute(sa.text(f"CREATE TEMPORARY TABLE stage_{entity} ({definition}, change_kind text) ON COMMIT DROP"))
-    names = [*columns, "change_kind"]
-    values = [upserts[c].astype(object).where(upserts[c].notna(), None).tolist() for c in names]
-    cursor = connection.connection.driver_connection.cursor()
-    with cursor.copy(f"COPY stage_{entity} ({', '.join(names)}) FROM STDIN") as copy:
-        for row in zip(*values):
-            copy.write_row(row)
-    connection.execute(sa.text(f"ANALYZE stage_{entity}"))
 
 
 def _audit_upserts(connection: Connection, schema: str, entity: str, sync_run_id: int) -> dict[str, int]:
@@ -271,7 +253,7 @@ def apply_plan(
             upserts = plan.entity(entity).upserts
             if upserts.empty:
                 continue
-            _copy_stage(connection, entity, upserts)
+            copy_into_stage(connection, entity, upserts)
             audited = _audit_upserts(connection, schema, entity, sync_run_id)
             written = _upsert(connection, schema, entity)
             # The audit and the upsert use the same condition, so they must agree.
