@@ -9,6 +9,7 @@ from dagster import Definitions, EnvVar, load_asset_checks_from_modules, load_as
 from sync_pipeline import settings
 from sync_pipeline.clerk.client import ClerkClient
 from sync_pipeline.defs import assets, checks
+from sync_pipeline.defs.alerts import sync_check_alerts, sync_failure_alerts
 from sync_pipeline.defs.jobs import full_sync_job, partial_sync_job
 from sync_pipeline.defs.resources import MirrorDatabase, SyncOptions
 from sync_pipeline.defs.schedules import daily_full_sync
@@ -39,7 +40,7 @@ def build_definitions(resources: dict) -> Definitions:
         asset_checks=load_asset_checks_from_modules([assets, checks]),
         jobs=[full_sync_job, partial_sync_job],
         schedules=[daily_full_sync],
-        sensors=[clerk_webhook_sensor],
+        sensors=[clerk_webhook_sensor, sync_failure_alerts, sync_check_alerts],
         resources=resources,
     )
 
