@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--event-id", dest="event_ids", action="append", default=[], metavar="SVIX_ID", help="repeatable")
     replay.add_argument("--dry-run", action="store_true")
 
+    _app_tables_parser(commands)
+
     emulator = commands.add_parser("emulator", help="serve a Clerk Backend API emulator over generated data")
     emulator.add_argument("--host", default="127.0.0.1")
     emulator.add_argument("--port", type=int, default=8787)
@@ -75,6 +77,75 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_argument("--webhook-url", default=None, help="deliver the emulator's changes as signed webhooks here")
     emulator.add_argument("--webhook-secret", default=None, help="the whsec_ secret to sign them with")
     return parser
+
+
+# The seed-era scripts, as runs of the sync: which drift in the application's tables each fixes.
+APP_TABLE_RUNS = {
+    "provision": ("create the rows every live user or membership must have", ["missing"]),
+    "cleanup": ("delete or anonymize rows whose user, organization or membership Clerk no longer has", ["orphaned"]),
+    "dedupe": ("remove duplicate rows, keeping the one the table's unique_per rule names", ["duplicate"]),
+    "sync": ("all of the above, with the mirror: the daily sync", []),
+}
+
+
+def _app_tables_parser(commands) -> None:  # noqa: ANN001 - argparse's private subparsers type
+    app = commands.add_parser(
+        "app-tables",
+        help="your application's tables (SYNC_APP_TABLES): analyze, provision, cleanup, dedupe, sync, integrity",
+        description="Each command but analyze is a dry run unless --apply is given. provision, cleanup, dedupe and "
+        "sync run the sync job: the mirror is brought in step with Clerk too, since the tables are judged against it.",
+    )
+    app_commands = app.add_subparsers(dest="app_command", required=True)
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        parser = app_commands.add_parser(name, help=help)
+        parser.add_argument("--config", default=None, metavar="YAML", help="the tables' declarations (default: $SYNC_APP_TABLES)")
+        return parser
+
+    _scope_arguments(command("analyze", "print each table's missing, orphaned and duplicate rows; change nothing"))
+    for name, (help, _kinds) in APP_TABLE_RUNS.items():
+        run = command(name, help + " (dry run unless --apply)")
+        run.add_argument("--apply", action="store_true", help="write; without it, only show the plan")
+        run.add_argument("--allow-mass-delete", action="store_true", help="let this run pass the delete guard")
+        run.add_argument("--max-delete-share", type=float, default=None, metavar="F", help="guard threshold (default 0.10)")
+        _scope_arguments(run)
+    integrity = command(
+        "integrity", "foreign keys to the mirror and the unique indexes the policies imply (dry run unless --apply)"
+    )
+    integrity.add_argument("--apply", action="store_true", help="create the constraints the data allows")
+    demo = app_commands.add_parser(
+        "demo", help="the README's worked example: demo tables (examples/) kept consistent with the emulator's data"
+    )
+    demo.add_argument("--users", type=int, default=DEFAULT_DEMO_USERS)
+    demo.add_argument("--orgs", type=int, default=DEFAULT_DEMO_ORGS)
+
+
+def _command_app_tables(args: argparse.Namespace) -> int:
+    from sync_pipeline import runner
+
+    if args.app_command == "demo":
+        from sync_pipeline.app_tables.demo import run_app_tables_demo
+
+        return run_app_tables_demo(users=args.users, orgs=args.orgs, verbose=args.verbose)
+    if args.config:
+        os.environ["SYNC_APP_TABLES"] = args.config  # the job's resources read it from there
+    if args.app_command == "analyze":
+        print(runner.analyze_app_tables(user_ids=args.user_ids, organization_ids=args.organization_ids))
+        return 0
+    if args.app_command == "integrity":
+        print(runner.app_tables_integrity(apply=args.apply))
+        return 0
+    _help, kinds = APP_TABLE_RUNS[args.app_command]
+    request = runner.SyncRequest(
+        dry_run=not args.apply,
+        user_ids=args.user_ids,
+        organization_ids=args.organization_ids,
+        allow_mass_delete=args.allow_mass_delete,
+        max_delete_share=args.max_delete_share,
+        app_table_kinds=kinds,
+        mode=f"app-tables {args.app_command}",
+    )
+    return _report(runner.run_app_tables_sync(request, verbose=args.verbose))
 
 
 def _command_sync(args: argparse.Namespace) -> int:
@@ -171,6 +242,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": _command_demo,
     "ui": _command_ui,
     "webhooks": _command_webhooks,
+    "app-tables": _command_app_tables,
     "emulator": _command_emulator,
 }
 

@@ -12,10 +12,14 @@ import os
 from dataclasses import asdict, dataclass, field
 
 from dagster import DagsterInstance, ExecuteInProcessResult
+from sqlalchemy.engine import Engine
 
 from sync_pipeline import settings
-from sync_pipeline.diff.plan import CHANGE_KINDS, SyncPlan
+from sync_pipeline.app_tables.catalog import resolve_tables
+from sync_pipeline.app_tables.config import AppTablesConfig, load_config
+from sync_pipeline.diff.plan import APP_TABLE_KINDS, APP_WRITE_KINDS, CHANGE_KINDS, SyncPlan
 from sync_pipeline.embedded import database_url_or_embedded
+from sync_pipeline.errors import ConfigurationError
 from sync_pipeline.mirror.database import check_connection, create_mirror_engine, upgrade_schema
 from sync_pipeline.model import ENTITIES, SyncScope
 
@@ -35,6 +39,7 @@ class SyncRequest:
     replay_since: str = ""
     replay_until: str = ""
     mode: str = ""
+    app_table_kinds: list[str] = field(default_factory=list)  # empty: every kind
 
     @property
     def job_name(self) -> str:
@@ -60,6 +65,7 @@ class SyncOutcome:
     dry_run: bool
     plan: SyncPlan | None = None
     rows_written: dict[str, dict[str, int]] = field(default_factory=dict)
+    app_tables_written: dict[str, dict[str, int]] = field(default_factory=dict)
     seconds: float = 0.0
     problem: str = ""
 
@@ -74,10 +80,13 @@ class SyncOutcome:
         ]
         lines.append(format_plan(self.plan))
         if self.dry_run:
-            lines.append("Dry run: no mirror row written.")
+            either = ", no application-table row either" if self.plan.app_tables else ""
+            lines.append(f"Dry run: no mirror row written{either}.")
         else:
             total = sum(sum(kinds.values()) for kinds in self.rows_written.values())
             lines.append(f"Mirror rows written: {total}.")
+            if self.plan.app_tables:
+                lines.append(format_app_tables_written(self.app_tables_written))
         return "\n".join(lines)
 
 
@@ -104,11 +113,49 @@ def format_plan(plan: SyncPlan) -> str:
             + ", ".join(f"{p}: {n}" for p, n in sorted(by_problem.items()))
             + ")."
         )
+    if plan.app_tables:
+        rows.append(format_app_tables(plan))
     return "\n".join(rows)
 
 
+def format_app_tables(plan: SyncPlan, *, samples: int = 0) -> str:
+    """The application tables' drift and planned writes, a line per table, with a few examples if asked."""
+    kinds = (*APP_TABLE_KINDS, *APP_WRITE_KINDS)
+    width = max(26, *(len(label) + 2 for label in plan.app_tables))
+    rows = [f"{'application table':<{width}}" + "".join(f"{kind:>11}" for kind in kinds)]
+    for label, counts in plan.app_table_counts().items():
+        rows.append(f"{label:<{width}}" + "".join(f"{counts[kind]:>11}" for kind in kinds))
+    if not samples:
+        return "\n".join(rows)
+    for label, table_plan in plan.app_tables.items():
+        rows += [f"  {label}: missing, {r['reason']}" for r in table_plan.missing.head(samples).to_dict("records")]
+        rows += [
+            f"  {label}: orphaned row {r['row_key']} ({r['reason']}): {r['action']}"
+            for r in table_plan.orphans.head(samples).to_dict("records")
+        ]
+        rows += [
+            f"  {label}: duplicate row {r['row_key']} of key {r['key']}, {r['kept_row_key']} kept"
+            for r in table_plan.duplicates.head(samples).to_dict("records")
+        ]
+    return "\n".join(rows)
+
+
+def format_app_tables_written(written: dict[str, dict[str, int]]) -> str:
+    parts = [
+        f"{label} " + ", ".join(f"{kind} {count}" for kind, count in kinds.items() if count)
+        for label, kinds in written.items()
+        if any(kinds.values())
+    ]
+    total = sum(sum(kinds.values()) for kinds in written.values())
+    return f"Application-table rows written: {total}" + (f" ({'; '.join(parts)})." if parts else ".")
+
+
 def _prepare_environment() -> str:
-    """Check the settings a sync needs and migrate the mirror; returns the database URL."""
+    """Check the settings a sync needs and migrate the mirror; returns the database URL.
+
+    A declared application table that does not exist, or a misspelled column, ends here
+    in one line, before the job starts.
+    """
     settings.clerk_secret_key()
     schema = settings.sync_schema()
     url = database_url_or_embedded()
@@ -117,9 +164,22 @@ def _prepare_environment() -> str:
     try:
         check_connection(engine)
         upgrade_schema(engine, schema)
+        _check_app_tables(engine)
     finally:
         engine.dispose()
     return url
+
+
+def _app_tables_config() -> AppTablesConfig | None:
+    path = settings.app_tables_path()
+    return load_config(path) if path else None
+
+
+def _check_app_tables(engine: Engine) -> None:
+    config = _app_tables_config()
+    if config is not None:
+        with engine.connect() as connection, connection.begin():
+            resolve_tables(connection, config)
 
 
 def _instance() -> DagsterInstance:
@@ -169,17 +229,30 @@ def _execute(job_name: str, sync_options: dict, *, dry_run: bool, verbose: bool)
             return SyncOutcome(result.run_id, EXIT_RUN_FAILED, dry_run, problem=_first_error_line(result))
         plan = result.output_for_node("sync_plan")
         written: dict[str, dict[str, int]] = {}
+        app_written: dict[str, dict[str, int]] = {}
         for materialization in result.get_asset_materialization_events():
             key = materialization.asset_key.path
+            metadata = materialization.materialization.metadata
+            if key == ["app_tables"]:
+                app_written = _app_tables_written(metadata, plan)
             if key[0] != "clerk_mirror":
                 continue
-            metadata = materialization.materialization.metadata
             written[key[-1]] = {
                 kind: int(metadata[f"written.{key[-1]}.{kind}"].value)
                 for kind in CHANGE_KINDS
                 if f"written.{key[-1]}.{kind}" in metadata
             }
-        return SyncOutcome(result.run_id, EXIT_OK, dry_run, plan=plan, rows_written=written, seconds=seconds)
+        return SyncOutcome(
+            result.run_id, EXIT_OK, dry_run, plan=plan, rows_written=written, app_tables_written=app_written, seconds=seconds
+        )
+
+
+def _app_tables_written(metadata: dict, plan: SyncPlan) -> dict[str, dict[str, int]]:
+    """The app_tables materialization's ``written.<schema.table>.<kind>`` entries, per table."""
+    return {
+        label: {kind: int(metadata[f"written.{label}.{kind}"].value) for kind in APP_WRITE_KINDS if f"written.{label}.{kind}" in metadata}
+        for label in plan.app_tables
+    }
 
 
 def process_pending_webhooks(*, verbose: bool = False) -> list[SyncOutcome]:
@@ -209,8 +282,10 @@ def process_pending_webhooks(*, verbose: bool = False) -> list[SyncOutcome]:
         engine.dispose()
 
 
-def analyze(*, user_ids: list[str], organization_ids: list[str]) -> str:
-    """The drift between Clerk and the mirror, computed without writing anything (not even the schema)."""
+def _read_only_plan(*, user_ids: list[str], organization_ids: list[str]) -> SyncPlan:
+    """The plan a sync of this scope would apply, application tables included; writes nothing (not even the schema)."""
+    from sync_pipeline.app_tables.rules import plan_app_tables
+    from sync_pipeline.app_tables.snapshot import read_app_tables
     from sync_pipeline.clerk.client import ClerkClient
     from sync_pipeline.clerk.snapshot import read_clerk
     from sync_pipeline.diff.rules import plan_sync
@@ -227,9 +302,75 @@ def analyze(*, user_ids: list[str], organization_ids: list[str]) -> str:
     try:
         check_connection(engine)
         mirror = read_mirror_if_present(engine, settings.sync_schema(), scope)
+        app_tables = read_app_tables(engine, _app_tables_config(), scope)
     finally:
         engine.dispose()
     clerk, _report = read_clerk(client, scope, include_private_metadata=settings.include_private_metadata())
     plan = plan_sync(clerk, mirror.snapshot, live_rows_before=mirror.live_rows)
-    drift = "no drift: the mirror matches Clerk" if plan.is_noop else "drift found: `sync-pipeline sync` would apply it"
-    return f"Drift report ({scope.describe()} scope): {drift}.\n{format_plan(plan)}"
+    plan.app_tables = plan_app_tables(app_tables, clerk)
+    return plan
+
+
+def analyze(*, user_ids: list[str], organization_ids: list[str]) -> str:
+    """The drift between Clerk and the mirror (and the declared application tables); writes nothing."""
+    plan = _read_only_plan(user_ids=user_ids, organization_ids=organization_ids)
+    matches = "the mirror matches Clerk" + (" and the application tables follow their policies" if plan.app_tables else "")
+    drift = f"no drift: {matches}" if plan.is_noop else "drift found: `sync-pipeline sync` would apply it"
+    return f"Drift report ({plan.scope.describe()} scope): {drift}.\n{format_plan(plan)}"
+
+
+def analyze_app_tables(*, user_ids: list[str], organization_ids: list[str], samples: int = 5) -> str:
+    """The application tables' drift, per table with examples; writes nothing."""
+    if not settings.app_tables_path():
+        raise _no_app_tables()
+    plan = _read_only_plan(user_ids=user_ids, organization_ids=organization_ids)
+    state = "they follow their policies" if all(p.is_noop for p in plan.app_tables.values()) else (
+        "drift found: `sync-pipeline app-tables sync --apply` would fix it"
+    )
+    return f"Application tables ({plan.scope.describe()} scope): {state}.\n{format_app_tables(plan, samples=samples)}"
+
+
+def _no_app_tables() -> ConfigurationError:
+    return ConfigurationError(
+        "SYNC_APP_TABLES is not set: point it (or --config) at the YAML file declaring your tables, "
+        "e.g. examples/app_tables.yaml"
+    )
+
+
+def run_app_tables_sync(request: SyncRequest, *, verbose: bool = False) -> SyncOutcome:
+    """A sync whose application-table part is restricted to ``request.app_table_kinds`` (the mirror is always synced)."""
+    if not settings.app_tables_path():
+        raise _no_app_tables()
+    return run_sync(request, verbose=verbose)
+
+
+def app_tables_integrity(*, apply: bool) -> str:
+    """The foreign keys and unique indexes the declarations imply: which are present, ready or blocked; with
+    ``apply``, the ready ones created."""
+    from sync_pipeline.app_tables import integrity
+    from sync_pipeline.mirror.apply import ApplySettings
+
+    config = _app_tables_config()
+    if config is None:
+        raise _no_app_tables()
+    engine = create_mirror_engine(database_url_or_embedded())
+    try:
+        check_connection(engine)
+        options = {"hard_delete": settings.hard_delete()}
+        if apply:
+            constraints = integrity.create_ready(engine, config, settings.sync_schema(), settings=ApplySettings(), **options)
+        else:
+            constraints = integrity.survey(engine, config, settings.sync_schema(), **options)
+    finally:
+        engine.dispose()
+    lines = [constraint.describe() for constraint in constraints]
+    ready = sum(c.status == integrity.READY for c in constraints)
+    created = sum(c.status == integrity.CREATED for c in constraints)
+    blocked = sum(c.status == integrity.BLOCKED for c in constraints)
+    if apply:
+        lines.append(f"Created {created} constraint(s).")
+    else:
+        lines.append(f"Dry run: nothing created; `--apply` would create the {ready} ready constraint(s).")
+    if blocked:
+        lines.append(f"{blocked} blocked: `sync-pipeline app-tables sync --apply` fixes the rows its policies cover.")
+    return "\n".join(lines)

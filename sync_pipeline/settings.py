@@ -14,6 +14,7 @@
 | ``SYNC_WEBHOOK_MAX_WAIT_SECONDS`` | an event waiting longer fails the inbox check | ``300`` |
 | ``SYNC_WEBHOOK_BATCH_SIZE`` | events one partial sync answers at most | ``500`` |
 | ``SYNC_WEBHOOK_SENSOR_INTERVAL_SECONDS`` | how often the sensor looks at the inbox | ``5`` |
+| ``SYNC_APP_TABLES`` | YAML file declaring the application's tables to keep consistent | unset: off |
 """
 
 from __future__ import annotations
@@ -101,3 +102,12 @@ def webhook_batch_size() -> int:
 
 def webhook_sensor_interval_seconds() -> int:
     return int(_positive_number("SYNC_WEBHOOK_SENSOR_INTERVAL_SECONDS", 5))
+
+
+def app_tables_path() -> str:
+    """The YAML file declaring the application's tables; empty when the feature is off.
+
+    Only the path is read here: the file itself is checked when a run starts, so that
+    loading the code location never fails on it.
+    """
+    return (os.environ.get("SYNC_APP_TABLES") or "").strip()

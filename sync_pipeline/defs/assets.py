@@ -3,6 +3,11 @@
                   ┌─> clerk_snapshot ─┐
     sync_scope ───┤                   ├─> sync_plan ──[delete_guard]──> clerk_mirror/users, …/organizations,
                   └─> mirror_snapshot ┘                                 …/organization_memberships ─> clerk_webhook_inbox
+                                                                        app_tables
+
+``mirror_snapshot`` also reads the application's declared tables (``SYNC_APP_TABLES``) in
+scope, and the same apply transaction keeps them consistent (the ``app_tables`` asset
+reports what it wrote).
 
 Each step is a thin adapter around a pure or I/O module; the logic lives in
 ``sync_pipeline.diff`` (pure) and ``sync_pipeline.mirror`` / ``sync_pipeline.clerk`` (I/O).
@@ -10,6 +15,8 @@ Each step is a thin adapter around a pure or I/O module; the logic lives in
 
 
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import pandas as pd
@@ -29,13 +36,15 @@ from dagster import (
     multi_asset,
 )
 
+from sync_pipeline.app_tables.rules import plan_app_tables
+from sync_pipeline.app_tables.snapshot import AppTablesSnapshot, read_app_tables
 from sync_pipeline.clerk.client import ClerkClient
 from sync_pipeline.clerk.snapshot import read_clerk
 from sync_pipeline.defs.metadata import counts_metadata, plan_metadata, sample_table
 from sync_pipeline.defs.resources import MirrorDatabase, SyncOptions
 from sync_pipeline.diff.plan import SyncPlan
 from sync_pipeline.diff.rules import plan_sync
-from sync_pipeline.mirror.apply import SyncRunRecord, apply_plan, record_sync_run
+from sync_pipeline.mirror.apply import ApplyResult, SyncRunRecord, apply_plan, record_sync_run
 from sync_pipeline.mirror.snapshot import MirrorState, read_mirror
 from sync_pipeline.errors import ConfigurationError
 from sync_pipeline.model import ENTITIES, Snapshot, SyncScope
@@ -45,6 +54,24 @@ from sync_pipeline.webhooks.runs import events_for_run, run_lag
 SYNC_GROUP = "clerk_sync"
 MIRROR_GROUP = "clerk_mirror"
 MIRROR_TABLE_KEYS = {entity: AssetKey(["clerk_mirror", entity]) for entity in ENTITIES}
+# In the sync group, which the jobs select: it is written by the mirror's apply, in its transaction.
+APP_TABLES_KEY = AssetKey("app_tables")
+
+
+@dataclass
+class DatabaseSnapshot:
+    """What ``mirror_snapshot`` reads before the run writes: the mirror and the application's tables, in scope."""
+
+    mirror: MirrorState
+    app_tables: AppTablesSnapshot
+
+
+def planned_counts(plan: SyncPlan) -> dict:
+    """The plan's counts as the audit trail (sync_runs.counts) records them."""
+    counts: dict = {"planned": plan.counts()}
+    if plan.app_tables:
+        counts["app_tables_planned"] = plan.app_table_counts()
+    return counts
 
 
 def sync_run_record(
@@ -139,17 +166,23 @@ def clerk_snapshot(sync_scope: SyncScope, clerk: ClerkClient, mirror_db: MirrorD
 @asset(
     group_name=SYNC_GROUP,
     kinds={"postgres", "pandas"},
-    description="The mirror tables' rows in the run's scope, before this run writes anything.",
+    description="The mirror tables' rows in the run's scope, before this run writes anything; and the rows in "
+    "scope of the application tables SYNC_APP_TABLES declares, once every declared name has been checked "
+    "against the database (a bad one fails the run here, before any write).",
 )
-def mirror_snapshot(sync_scope: SyncScope, mirror_db: MirrorDatabase) -> Output[MirrorState]:
+def mirror_snapshot(sync_scope: SyncScope, mirror_db: MirrorDatabase) -> Output[DatabaseSnapshot]:
     started = time.perf_counter()
     state = read_mirror(mirror_db.engine, mirror_db.db_schema, sync_scope)
+    app_tables = read_app_tables(mirror_db.engine, mirror_db.app_tables(), sync_scope)
     return Output(
-        state,
+        DatabaseSnapshot(mirror=state, app_tables=app_tables),
         metadata={
             "schema": MetadataValue.text(mirror_db.db_schema),
             **{f"rows_in_scope.{e}": MetadataValue.int(n) for e, n in state.snapshot.row_counts().items()},
             **{f"live_rows.{e}": MetadataValue.int(n) for e, n in state.live_rows.items()},
+            "app_tables": MetadataValue.text(app_tables.source or "none declared (SYNC_APP_TABLES unset)"),
+            **{f"app_tables.{label}.rows_in_scope": MetadataValue.int(len(t.rows)) for label, t in app_tables.tables.items()},
+            **{f"app_tables.{label}.rows": MetadataValue.int(t.total_rows) for label, t in app_tables.tables.items()},
             "seconds": MetadataValue.float(round(time.perf_counter() - started, 3)),
         },
     )
@@ -159,11 +192,14 @@ def mirror_snapshot(sync_scope: SyncScope, mirror_db: MirrorDatabase) -> Output[
     group_name=SYNC_GROUP,
     kinds={"pandas"},
     description="What differs between Clerk and the mirror: rows to insert, update, restore and delete, "
-    "duplicates, conflicting e-mails and validation problems.",
+    "duplicates, conflicting e-mails and validation problems; and in the application's tables, rows missing "
+    "for a live user or membership, orphaned rows and duplicates.",
 )
-def sync_plan(clerk_snapshot: Snapshot, mirror_snapshot: MirrorState, sync_options: SyncOptions) -> Output[SyncPlan]:
+def sync_plan(clerk_snapshot: Snapshot, mirror_snapshot: DatabaseSnapshot, sync_options: SyncOptions) -> Output[SyncPlan]:
     started = time.perf_counter()
-    plan = plan_sync(clerk_snapshot, mirror_snapshot.snapshot, live_rows_before=mirror_snapshot.live_rows)
+    mirror = mirror_snapshot.mirror
+    plan = plan_sync(clerk_snapshot, mirror.snapshot, live_rows_before=mirror.live_rows)
+    plan.app_tables = plan_app_tables(mirror_snapshot.app_tables, clerk_snapshot, sync_options.checked_app_table_kinds())
     metadata = plan_metadata(plan, dry_run=sync_options.dry_run)
     metadata["seconds"] = MetadataValue.float(round(time.perf_counter() - started, 3))
     return Output(plan, metadata=metadata)
@@ -180,6 +216,17 @@ def sync_plan(clerk_snapshot: Snapshot, mirror_snapshot: MirrorState, sync_optio
             description=f"The mirror table {entity}: what applications join against.",
         )
         for entity, key in MIRROR_TABLE_KEYS.items()
+    ]
+    + [
+        AssetSpec(
+            APP_TABLES_KEY,
+            group_name=SYNC_GROUP,
+            kinds={"postgres"},
+            deps=["sync_plan", "clerk_snapshot"],
+            skippable=True,
+            description="The application's tables SYNC_APP_TABLES declares, kept consistent with Clerk in the "
+            "mirror's transaction: rows provisioned, orphans deleted or anonymized, duplicates removed.",
+        )
     ],
     check_specs=[
         AssetCheckSpec(
@@ -188,6 +235,14 @@ def sync_plan(clerk_snapshot: Snapshot, mirror_snapshot: MirrorState, sync_optio
             description="Read back after apply, the table in scope equals Clerk's snapshot: nothing left to change.",
         )
         for key in MIRROR_TABLE_KEYS.values()
+    ]
+    + [
+        AssetCheckSpec(
+            "app_tables_follow_their_policies",
+            asset=APP_TABLES_KEY,
+            description="Read back after apply, no declared table has a row missing, orphaned or duplicated in scope "
+            "(of the kinds the run fixes).",
+        )
     ],
     ins={"sync_plan": AssetIn(), "clerk_snapshot": AssetIn()},
     # Subsettable only so that a dry run may skip every output: the plan is applied whole
@@ -202,7 +257,7 @@ def mirror_tables(
     sync_options: SyncOptions,
 ):
     """Apply the plan in one transaction, then read the scope back and verify it."""
-    record = sync_run_record(context, sync_options, sync_plan.scope, counts={"planned": sync_plan.counts()})
+    record = sync_run_record(context, sync_options, sync_plan.scope, counts=planned_counts(sync_plan))
     if sync_options.dry_run:
         record_sync_run(mirror_db.engine, mirror_db.db_schema, record, "dry_run")
         context.log.info("Dry run: the plan is in sync_plan's metadata; no mirror row written.")
@@ -252,6 +307,32 @@ def mirror_tables(
                 "sample": sample_table(remaining.upserts, ["id", "change_kind", "changed_columns"]),
             },
         )
+    if sync_plan.app_tables and APP_TABLES_KEY in context.selected_asset_keys:
+        yield from _app_tables_results(mirror_db, sync_options, sync_plan, clerk_snapshot, result)
+
+
+def _app_tables_results(
+    mirror_db: MirrorDatabase, sync_options: SyncOptions, sync_plan: SyncPlan, clerk_snapshot: Snapshot, result: ApplyResult
+) -> Iterator[MaterializeResult | AssetCheckResult]:
+    """What the apply wrote to the application's tables, and whether they now follow their policies."""
+    yield MaterializeResult(
+        asset_key=APP_TABLES_KEY,
+        metadata={
+            "sync_run_id": MetadataValue.int(result.sync_run_id),
+            "rows_written": MetadataValue.int(sum(sum(kinds.values()) for kinds in result.app_tables_written.values())),
+            **counts_metadata(result.app_tables_written, prefix="written."),
+        },
+    )
+    after = read_app_tables(mirror_db.engine, mirror_db.app_tables(), sync_plan.scope)
+    leftover = plan_app_tables(after, clerk_snapshot, sync_options.checked_app_table_kinds())
+    remaining = {label: plan.writes() for label, plan in leftover.items() if not plan.is_noop}
+    yield AssetCheckResult(
+        asset_key=APP_TABLES_KEY,
+        check_name="app_tables_follow_their_policies",
+        passed=not remaining,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={"tables_still_drifting": MetadataValue.json(remaining)},
+    )
 
 
 @asset(

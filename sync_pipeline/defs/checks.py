@@ -11,7 +11,7 @@ from dagster import (
 )
 
 from sync_pipeline import settings
-from sync_pipeline.defs.assets import MIRROR_TABLE_KEYS, clerk_webhook_inbox, sync_plan, sync_run_record
+from sync_pipeline.defs.assets import MIRROR_TABLE_KEYS, clerk_webhook_inbox, planned_counts, sync_plan, sync_run_record
 from sync_pipeline.defs.resources import MirrorDatabase, SyncOptions
 from sync_pipeline.diff.guard import delete_guard_violations
 from sync_pipeline.diff.plan import SyncPlan
@@ -26,7 +26,8 @@ SAMPLE_LIMIT = 20
     asset=sync_plan,
     blocking=True,
     description="Refuses a plan that would delete more than max_delete_share of any mirror table's live rows "
-    "(a bad or empty snapshot must never wipe the mirror), unless allow_mass_delete is set for the run.",
+    "(a bad or empty snapshot must never wipe the mirror), or delete or anonymize more than that share of a "
+    "declared application table's rows, unless allow_mass_delete is set for the run.",
 )
 def delete_guard(
     context: AssetCheckExecutionContext, sync_plan: SyncPlan, sync_options: SyncOptions, mirror_db: MirrorDatabase
@@ -39,9 +40,7 @@ def delete_guard(
     }
     refused = bool(violations) and not sync_options.allow_mass_delete
     if refused and not sync_options.dry_run:
-        record = sync_run_record(
-            context.op_execution_context, sync_options, sync_plan.scope, counts={"planned": sync_plan.counts()}
-        )
+        record = sync_run_record(context.op_execution_context, sync_options, sync_plan.scope, counts=planned_counts(sync_plan))
         message = "; ".join(v.describe() for v in violations)
         record_sync_run(mirror_db.engine, mirror_db.db_schema, record, "refused", message=message)
     if not refused:

@@ -51,4 +51,19 @@ def plan_metadata(plan: SyncPlan, *, dry_run: bool) -> dict[str, MetadataValue]:
             metadata[f"sample: {entity} duplicates"] = sample_table(entity_plan.duplicates, list(entity_plan.duplicates.columns))
     metadata["sample: email conflicts"] = sample_table(plan.email_conflicts, ["email", "user_ids", "kind"])
     metadata["sample: validation problems"] = sample_table(plan.validation_problems, ["entity", "id", "problem"])
+    metadata.update(app_tables_plan_metadata(plan))
     return metadata
+
+
+def app_tables_plan_metadata(plan: SyncPlan) -> dict[str, MetadataValue]:
+    """Per declared application table: the drift found, the writes planned, samples of each kind."""
+    metadata: dict[str, MetadataValue] = {}
+    if not plan.app_tables:
+        return metadata
+    metadata.update(counts_metadata(plan.app_table_counts(), prefix="app_tables."))
+    for label, table_plan in plan.app_tables.items():
+        metadata[f"sample: {label} missing"] = sample_table(table_plan.missing, ["user_id", "organization_id"])
+        metadata[f"sample: {label} orphaned"] = sample_table(table_plan.orphans, ["row_key", "action", "reason"])
+        metadata[f"sample: {label} duplicates"] = sample_table(table_plan.duplicates, ["row_key", "key", "kept_row_key"])
+    return metadata
+

@@ -8,7 +8,11 @@ from dagster import ConfigurableResource
 from pydantic import Field, PrivateAttr
 from sqlalchemy.engine import Engine
 
+from sync_pipeline import settings
+from sync_pipeline.app_tables.config import AppTablesConfig, load_config
 from sync_pipeline.diff.guard import DEFAULT_MAX_DELETE_SHARE
+from sync_pipeline.diff.plan import APP_TABLE_KINDS
+from sync_pipeline.errors import ConfigurationError
 from sync_pipeline.mirror.apply import ApplySettings
 from sync_pipeline.mirror.database import (
     check_connection,
@@ -20,7 +24,11 @@ from sync_pipeline.model import SyncScope
 
 
 class MirrorDatabase(ConfigurableResource):
-    """The Postgres database that holds the mirror (and the audit trail) in ``db_schema``."""
+    """The Postgres database that holds the mirror (and the audit trail) in ``db_schema``.
+
+    The application's tables the sync keeps consistent live in the same database (they
+    are written in the mirror's transaction); ``app_tables_config`` declares them.
+    """
 
     database_url: str = Field(description="SQLAlchemy URL of the mirror database (DATABASE_URL).")
     db_schema: str = Field(default="clerk", description="Schema of the mirror tables (SYNC_SCHEMA).")
@@ -36,6 +44,11 @@ class MirrorDatabase(ConfigurableResource):
     statement_timeout_seconds: float | None = Field(
         default=None, description="Abort any single apply statement running longer than this."
     )
+    app_tables_config: str = Field(
+        default="",
+        description="YAML file declaring the application's tables the sync keeps consistent; "
+        "empty: $SYNC_APP_TABLES when a run starts (unset: none).",
+    )
 
     _engine: Engine | None = PrivateAttr(default=None)
 
@@ -45,6 +58,14 @@ class MirrorDatabase(ConfigurableResource):
             validate_schema_name(self.db_schema)
             self._engine = create_mirror_engine(self.database_url)
         return self._engine
+
+    def app_tables(self) -> AppTablesConfig | None:
+        """The declared application tables, checked for shape (the catalog checks come at read time).
+
+        Read when a run starts, like the secrets, so loading the code location never fails on the file.
+        """
+        path = self.app_tables_config or settings.app_tables_path()
+        return load_config(path) if path else None
 
     def ensure_ready(self) -> None:
         """Reachable, and the schema migrated to the newest revision (idempotent, cheap)."""
@@ -96,6 +117,19 @@ class SyncOptions(ConfigurableResource):
     )
     replay_until: str = Field(default="", description="Replay: ... and before this ISO time.")
     mode: str = Field(default="", description="Label in the audit trail; derived from the scope when empty.")
+    app_table_kinds: list[str] = Field(
+        default_factory=lambda: list(APP_TABLE_KINDS),
+        description="Which drift in the application's tables this run fixes: missing (provision), orphaned "
+        "(clean up), duplicate (dedupe). The mirror is synced whatever this says.",
+    )
+
+    def checked_app_table_kinds(self) -> tuple[str, ...]:
+        unknown = [kind for kind in self.app_table_kinds if kind not in APP_TABLE_KINDS]
+        if unknown:
+            raise ConfigurationError(
+                f"sync_options.app_table_kinds: {unknown[0]!r} is not one of {', '.join(APP_TABLE_KINDS)}"
+            )
+        return tuple(self.app_table_kinds)
 
     @property
     def explicit_scope(self) -> SyncScope:
