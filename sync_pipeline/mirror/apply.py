@@ -5,6 +5,11 @@ things around: deletes first (memberships, then organizations, then users), then
 upserts. A membership re-created under a new id, or an address handed from a deleted
 user to a new one, therefore never meets its old self.
 
+The application's own tables (``sync_pipeline.app_tables``) are written in the same
+transaction: their orphans and duplicates are cleaned up before the mirror's deletes
+(their users still exist, so a hard delete never meets a dependant), their missing rows
+provisioned after the mirror's upserts (the users they point at exist by then).
+
 Rows reach Postgres through ``COPY`` into a temporary staging table; every write is a
 single ``INSERT … SELECT … ON CONFLICT … WHERE`` or ``UPDATE … FROM`` statement that
 only touches rows where something differs, so a sync with nothing changed writes
@@ -26,8 +31,10 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from sync_pipeline import model
-from sync_pipeline.diff.plan import CHANGE_KINDS, DELETE, SyncPlan
+from sync_pipeline.app_tables import apply as app_tables_apply
+from sync_pipeline.diff.plan import CHANGE_KINDS, DELETE, INSERT, SyncPlan
 from sync_pipeline.errors import SyncLockTimeout
+from sync_pipeline.mirror.changes import announce_changes
 from sync_pipeline.mirror.staging import copy_into_stage
 from sync_pipeline.model import ENTITIES, MEMBERSHIPS, ORGANIZATIONS, USERS
 
@@ -61,6 +68,8 @@ class ApplyResult:
     sync_run_id: int
     rows_written: dict[str, dict[str, int]]
     seconds: float
+    # Per application table (schema.table): rows inserted, deleted, anonymized.
+    app_tables_written: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def total_rows_written(self) -> int:
@@ -184,7 +193,8 @@ def _delete(connection: Connection, schema: str, entity: str, deletes: pd.DataFr
     return result.rowcount
 
 
-def _acquire_write_lock(connection: Connection, schema: str, settings: ApplySettings) -> None:
+def acquire_write_lock(connection: Connection, schema: str, settings: ApplySettings) -> None:
+    """The lock every write to the mirror (and the application tables it keeps) takes, for this transaction."""
     connection.execute(sa.text(f"SET LOCAL lock_timeout = '{int(settings.lock_timeout_seconds * 1000)}ms'"))
     try:
         connection.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": _lock_key(schema)})
@@ -244,8 +254,12 @@ def apply_plan(
     started = time.perf_counter()
     rows_written = {entity: dict.fromkeys(CHANGE_KINDS, 0) for entity in ENTITIES}
     with engine.begin() as connection:
-        _acquire_write_lock(connection, schema, settings)
+        acquire_write_lock(connection, schema, settings)
         sync_run_id = _insert_sync_run(connection, schema, record, "running")
+        app_written = {
+            label: app_tables_apply.clean_up(connection, schema, app_plan, sync_run_id)
+            for label, app_plan in plan.app_tables.items()
+        }
         for entity in DELETE_ORDER:
             deletes = plan.entity(entity).deletes
             rows_written[entity][DELETE] = _delete(connection, schema, entity, deletes, sync_run_id, settings.hard_delete)
@@ -256,18 +270,29 @@ def apply_plan(
             copy_into_stage(connection, entity, upserts)
             audited = _audit_upserts(connection, schema, entity, sync_run_id)
             written = _upsert(connection, schema, entity)
-            # The audit and the upsert use the same condition, so they must agree.
-            assert written == sum(audited.values()), (entity, written, audited)
+            # The audit and the upsert use the same condition, so they must agree; if they
+            # ever do not, roll everything back rather than leave an audit trail that lies.
+            if written != sum(audited.values()):
+                raise RuntimeError(f"{entity}: {written} rows written but {sum(audited.values())} audited; rolled back")
             for kind, count in audited.items():
                 if kind != DELETE:
                     rows_written[entity][kind] = count
+        for label, app_plan in plan.app_tables.items():
+            app_written[label][INSERT] = app_tables_apply.provision(connection, schema, app_plan, sync_run_id)
+        written = {"written": rows_written, **({"app_tables_written": app_written} if app_written else {})}
         connection.execute(
             sa.text(
                 f'UPDATE "{schema}".sync_runs SET outcome = :outcome, finished_at = now(), '
                 "counts = CAST(:counts AS jsonb) WHERE id = :id"
             ),
-            {"outcome": "succeeded", "counts": json.dumps({**record.counts, "written": rows_written}), "id": sync_run_id},
+            {"outcome": "succeeded", "counts": json.dumps({**record.counts, **written}), "id": sync_run_id},
         )
+        announce_changes(connection, schema, sync_run_id, {**rows_written, **app_written})
         if before_commit is not None:
             before_commit(connection)
-    return ApplyResult(sync_run_id=sync_run_id, rows_written=rows_written, seconds=time.perf_counter() - started)
+    return ApplyResult(
+        sync_run_id=sync_run_id,
+        rows_written=rows_written,
+        seconds=time.perf_counter() - started,
+        app_tables_written=app_written,
+    )
