@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     analyze = commands.add_parser("analyze", help="print the drift between Clerk and the mirror; change nothing")
     _scope_arguments(analyze)
 
+    status = commands.add_parser("status", help="is the mirror right? last syncs, outcomes, pending webhooks, lag")
+    status.add_argument("--check", action="store_true", help="exit 1 unless the verdict is ok (for monitoring)")
+
     demo = commands.add_parser("demo", help="sync the emulator's generated data into the embedded (or DATABASE_URL) Postgres")
     demo.add_argument("--users", type=int, default=DEFAULT_DEMO_USERS)
     demo.add_argument("--orgs", type=int, default=DEFAULT_DEMO_ORGS)
@@ -180,6 +183,22 @@ def _command_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_status(args: argparse.Namespace) -> int:
+    from sync_pipeline import settings
+    from sync_pipeline.embedded import database_url_or_embedded
+    from sync_pipeline.mirror.database import check_connection, create_mirror_engine
+    from sync_pipeline.status import mirror_status
+
+    engine = create_mirror_engine(database_url_or_embedded())
+    try:
+        check_connection(engine)
+        report = mirror_status(engine, settings.sync_schema(), max_wait_seconds=settings.webhook_max_wait_seconds())
+    finally:
+        engine.dispose()
+    print(report.render())
+    return 1 if args.check and not report.healthy else 0
+
+
 def _command_demo(args: argparse.Namespace) -> int:
     from sync_pipeline.demo import run_demo
 
@@ -239,6 +258,7 @@ def _command_emulator(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "sync": _command_sync,
     "analyze": _command_analyze,
+    "status": _command_status,
     "demo": _command_demo,
     "ui": _command_ui,
     "webhooks": _command_webhooks,

@@ -87,3 +87,15 @@ def test_the_guard_refusal_exits_2(environment: None, monkeypatch: pytest.Monkey
         assert main(["sync"]) == 2
         line = one_line(capsys.readouterr().err)
         assert "refused by the delete guard" in line and "allow_mass_delete" in line
+
+
+def test_status_answers_whether_the_mirror_is_right(environment: None, capsys: pytest.CaptureFixture) -> None:
+    assert main(["status"]) == 0
+    assert "NEVER SYNCED" in capsys.readouterr().out
+    assert main(["status", "--check"]) == 1
+
+    assert main(["sync"]) == 0
+    capsys.readouterr()
+    assert main(["status", "--check"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Mirror: OK") and "last full sync:     succeeded" in out
