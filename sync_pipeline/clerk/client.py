@@ -136,9 +136,10 @@ class FetchStats:
 
     ``total_count`` is the size Clerk announced when a full scan started (``None`` for
     by-id reads). ``early_short_pages`` counts pages *inside* the announced range that came
-    back short: the list shrank while it was read, so later rows shifted to lower offsets
-    and some may have been skipped. A consumer that deletes what it did not see should
-    treat a non-zero value with suspicion.
+    back short, the first and the last included (a page holding fewer rows than the range
+    promises it): the list shrank while it was read, so later rows shifted to lower offsets
+    and some may have been skipped, or the page itself lost rows. A consumer that deletes
+    what it did not see should treat a non-zero value with suspicion.
     """
 
     operation: str = ""
@@ -821,25 +822,30 @@ class _Call:
             body = await self.get(self._page_request(endpoint, path, params, 0))
             rows = _rows_of(body)
             self.deliver(endpoint, (0, 0), rows)
+            lengths[0] = len(rows)
             total = _total_of(body)
             if total is None:  # no total: plain sequential paging
                 total = len(rows)
-            if len(rows) < size:
+            if len(rows) < size and total <= len(rows):  # the whole list fit on the first page
                 self.stats.total_count = total
                 return
+            # A short first page while total_count promises more is a page that came back
+            # short inside the announced range, not the end of the list: read on.
             first = size
         self.stats.total_count = total
 
         offsets = range(first, total, size)
         await self.for_each(offsets, page)
 
+        # A page inside the announced range (the last one included) holding fewer rows
+        # than the range promises: the list shrank while it was read, or the page lost rows.
+        self.stats.early_short_pages = sum(1 for o, n in lengths.items() if o < total and n < min(size, total - o))
         # Read past the announced end until a short page: rows added while paging land there.
         if offsets:
             last = offsets[-1]
-            self.stats.early_short_pages = sum(1 for o in offsets if o != last and lengths[o] < size)
             next_offset = last + size if lengths[last] >= size else None
         else:
-            next_offset = first
+            next_offset = first if lengths.get(0, size) >= size else None
         while next_offset is not None:
             if await page(next_offset) < size:
                 break

@@ -388,6 +388,13 @@ class ClerkEmulatorApp:
         elif kind is FaultKind.SHORT_PAGE:
             scope.setdefault("state", {})["withhold_rows"] = fault.missing_rows
             await self._router(scope, receive, send)
+        elif kind is FaultKind.CALLBACK:
+            assert fault.action is not None
+            fault.action()  # on the server's loop, before this request is answered
+            if not self._authorized(scope):  # the action revoked the key: this request already feels it
+                await _unauthorized()(scope, receive, send)
+            else:
+                await self._router(scope, receive, send)
         else:
             await self._send_broken_body(kind, scope, receive, send)
 

@@ -5,6 +5,7 @@ Tests and benchmarks arm them from Python::
     server.faults.add(FaultKind.SERVER_ERROR, path_prefix="/v1/users", times=2, status=503)
     server.faults.add(FaultKind.RATE_LIMITED, retry_after_s=2, probability=0.1, seed=7, times=None)
     server.faults.clear()
+    server.faults.add(FaultKind.CALLBACK, path_prefix="/v1/users", skip=2, action=lambda: store.delete_user(uid))
 
 A fault matches requests whose path starts with ``path_prefix``; it lets the first
 ``skip`` matching requests through, then fires on each later one with ``probability``
@@ -17,6 +18,7 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -30,6 +32,7 @@ class FaultKind(str, Enum):
     NON_JSON = "non_json"  # an HTML page (``status``, 200 by default), as a proxy in the way might send
     UNAUTHORIZED = "unauthorized"  # a 401, as if the secret key had been revoked
     SHORT_PAGE = "short_page"  # a list page missing ``missing_rows`` rows, total_count unchanged (lists only)
+    CALLBACK = "callback"  # run ``action()`` (change the data, revoke the key...), then answer as usual
 
 
 @dataclass
@@ -44,12 +47,15 @@ class Fault:
     retry_after_s: int = 1
     delay_s: float = 30.0
     missing_rows: int = 1
+    action: Callable[[], object] | None = None  # CALLBACK: what to do before answering
     fired: int = 0  # how many requests it has hit so far
     _seen: int = field(default=0, repr=False)
     _random: random.Random = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.kind = FaultKind(self.kind)
+        if self.kind is FaultKind.CALLBACK and self.action is None:
+            raise ValueError("a CALLBACK fault needs an action")
         self._random = random.Random(self.seed)
 
     @property
@@ -89,11 +95,13 @@ class FaultInjector:
         retry_after_s: int = 1,
         delay_s: float = 30.0,
         missing_rows: int = 1,
+        action: Callable[[], object] | None = None,
     ) -> Fault:
         """Arm a fault; keep the returned object to watch ``fired`` or to :meth:`remove` it."""
         fault = Fault(
             kind=FaultKind(kind), path_prefix=path_prefix, times=times, probability=probability, skip=skip,
             seed=seed, status=status, retry_after_s=retry_after_s, delay_s=delay_s, missing_rows=missing_rows,
+            action=action,
         )
         with self._lock:
             self._faults.append(fault)

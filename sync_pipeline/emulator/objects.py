@@ -74,54 +74,63 @@ class OrganizationFacts(NamedTuple):
 
 
 def _primary(items: list[dict[str, Any]], primary_id: str | None, key: str) -> str | None:
-    return next((item[key] for item in items if item["id"] == primary_id), None)
+    return next((item.get(key) for item in items if item.get("id") == primary_id), None)
 
 
 def user_facts(user: dict[str, Any]) -> UserFacts:
+    # .get throughout, lists read through _objects: a user planted verbatim
+    # (ClerkStore.plant_user) may lack documented fields or hold null in them, and must
+    # still be listed.
+    emails = _objects(user.get("email_addresses"))
     return UserFacts(
-        id=user["id"],
-        email_addresses=tuple(item["email_address"] for item in user["email_addresses"]),
-        primary_email_address=_primary(user["email_addresses"], user["primary_email_address_id"], "email_address"),
-        phone_numbers=tuple(item["phone_number"] for item in user["phone_numbers"]),
-        username=user["username"],
-        first_name=user["first_name"],
-        last_name=user["last_name"],
-        external_id=user["external_id"],
-        created_at=user["created_at"],
-        updated_at=user["updated_at"],
-        last_active_at=user["last_active_at"],
-        last_sign_in_at=user["last_sign_in_at"],
+        id=user.get("id"),
+        email_addresses=tuple(item.get("email_address") for item in emails),
+        primary_email_address=_primary(emails, user.get("primary_email_address_id"), "email_address"),
+        phone_numbers=tuple(item.get("phone_number") for item in _objects(user.get("phone_numbers"))),
+        username=user.get("username"),
+        first_name=user.get("first_name"),
+        last_name=user.get("last_name"),
+        external_id=user.get("external_id"),
+        created_at=user.get("created_at"),
+        updated_at=user.get("updated_at"),
+        last_active_at=user.get("last_active_at"),
+        last_sign_in_at=user.get("last_sign_in_at"),
     )
+
+
+def _objects(items: Any) -> list[dict[str, Any]]:
+    """The dicts of a list field (email_addresses, phone_numbers); nothing for null or odd values."""
+    return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
 
 
 def organization_facts(organization: dict[str, Any]) -> OrganizationFacts:
     return OrganizationFacts(
-        id=organization["id"],
-        name=organization["name"],
-        slug=organization["slug"],
-        created_at=organization["created_at"],
+        id=organization.get("id"),
+        name=organization.get("name"),
+        slug=organization.get("slug"),
+        created_at=organization.get("created_at"),
     )
 
 
 def user_identifier(user: dict[str, Any]) -> str:
     """What Clerk shows for a member: primary e-mail, else primary phone, else username."""
     return (
-        _primary(user["email_addresses"], user["primary_email_address_id"], "email_address")
-        or _primary(user["phone_numbers"], user["primary_phone_number_id"], "phone_number")
-        or user["username"]
+        _primary(_objects(user.get("email_addresses")), user.get("primary_email_address_id"), "email_address")
+        or _primary(_objects(user.get("phone_numbers")), user.get("primary_phone_number_id"), "phone_number")
+        or user.get("username")
         or ""
     )
 
 
 def public_user_data(user: dict[str, Any]) -> dict[str, Any]:
     return {
-        "user_id": user["id"],
-        "first_name": user["first_name"],
-        "last_name": user["last_name"],
-        "image_url": user["image_url"],
-        "has_image": user["has_image"],
+        "user_id": user.get("id"),
+        "first_name": user.get("first_name"),
+        "last_name": user.get("last_name"),
+        "image_url": user.get("image_url"),
+        "has_image": user.get("has_image"),
         "identifier": user_identifier(user),
-        "username": user["username"],
+        "username": user.get("username"),
     }
 
 

@@ -30,7 +30,7 @@ import re
 import threading
 import time
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -511,6 +511,51 @@ class ClerkStore:
             self._emit("user.created", copy.deepcopy(user), now)
             return copy.deepcopy(user)
 
+    def plant_user(self, user: Mapping[str, Any]) -> dict[str, Any]:
+        """Add a user exactly as given, listed last: ``user.created``.
+
+        Nothing is checked or filled in: unknown fields, null where Clerk documents a
+        value, odd types and ids of any shape are served as they are, to test what a
+        consumer does with data Clerk was never supposed to send. A string ``id`` must be
+        new (the user can then be read, changed and deleted by it); a user whose id is
+        not a string is only ever listed.
+        """
+        with self._lock:
+            planted = copy.deepcopy(dict(user))
+            user_id = planted.get("id")
+            if isinstance(user_id, str) and (
+                user_id in self._created_user_positions or self._user_position(user_id) is not None
+            ):
+                raise ValueError(f"user {user_id!r} exists already")
+            now = self._tick()
+            position = self._users.append()
+            self._user_overlay[position] = planted
+            if isinstance(user_id, str):
+                self._created_user_positions[user_id] = position
+            self._created_user_times.append(now)
+            self._user_order_cache.clear()
+            self._emit("user.created", copy.deepcopy(planted), now)
+            return copy.deepcopy(planted)
+
+    def set_user_fields(self, user_id: str, fields: Mapping[str, Any], *, touch: bool = True) -> dict[str, Any]:
+        """Set top-level fields verbatim, unknown ones and ``None`` included: ``user.updated``.
+
+        Unlike :meth:`update_user` nothing is refused (``email_addresses: None``, a string
+        in ``banned``, a brand-new field...). ``touch`` bumps ``updated_at`` afterwards,
+        as Clerk does; without it the fields given are all that change.
+        """
+        with self._lock:
+            position = self._require_user(user_id)
+            user = self._user_dict(position)
+            now = self._tick()
+            user.update(copy.deepcopy(dict(fields)))
+            if touch:
+                user["updated_at"] = now
+            self._user_overlay[position] = user
+            self._user_order_cache.clear()
+            self._emit("user.updated", copy.deepcopy(user), now)
+            return copy.deepcopy(user)
+
     def _new_email_address(self, address: str, now: int, *, verified: bool) -> dict[str, Any]:
         if verified:
             verification = {"object": "verification_admin", "status": "verified", "strategy": "admin"}
@@ -858,6 +903,29 @@ class ClerkStore:
             now = self._tick()
             organization.update(copy.deepcopy(changes))
             organization["updated_at"] = now
+            self._organization_overlay[position] = organization
+            self._organization_order_cache.clear()
+            shaped = organization_with_members_count(organization, self._members_count[position])
+            self._emit("organization.updated", copy.deepcopy(shaped), now)
+            return shaped
+
+    def set_organization_fields(
+        self, id_or_slug: str, fields: Mapping[str, Any], *, touch: bool = True
+    ) -> dict[str, Any]:
+        """Set top-level fields verbatim, unknown ones and ``None`` included: ``organization.updated``.
+
+        Like :meth:`set_user_fields`: nothing is refused. Changing ``id`` or ``slug`` this
+        way is not supported (lookups would lose the organization).
+        """
+        if {"id", "slug"} & set(fields):
+            raise ValueError("set_organization_fields cannot change id or slug")
+        with self._lock:
+            position = self._require_organization(id_or_slug)
+            organization = self._organization_dict(position)
+            now = self._tick()
+            organization.update(copy.deepcopy(dict(fields)))
+            if touch:
+                organization["updated_at"] = now
             self._organization_overlay[position] = organization
             self._organization_order_cache.clear()
             shaped = organization_with_members_count(organization, self._members_count[position])

@@ -171,27 +171,58 @@ def _jsonb_safe(value: Any) -> Any:
     return value
 
 
-def _payload_json(payload: dict) -> str:
+def _storable(payload: dict) -> tuple[dict, str]:
+    """The payload as Postgres can hold it, and its JSON text.
+
+    NUL characters and lone surrogates (which JSON allows and Postgres refuses, in jsonb
+    and in text columns alike) become U+FFFD, everywhere: in the stored payload and in
+    the ids and type read from it, so that one value cannot make the insert fail.
+    """
     try:
         text = json.dumps(payload, ensure_ascii=False, allow_nan=False)
         if "\\u0000" in text or _SURROGATE.search(text):  # rare: only then walk the payload
-            text = json.dumps(_jsonb_safe(payload), ensure_ascii=False, allow_nan=False)
+            payload = _jsonb_safe(payload)
+            text = json.dumps(payload, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError, RecursionError) as error:
         raise ValueError(f"the payload cannot be stored as JSON: {type(error).__name__}") from None
-    return text
+    return payload, text
 
 
-def store_delivery(engine: Engine, schema: str, *, svix_id: str, svix_timestamp: datetime | None, payload: dict) -> StoredDelivery:
+def without_private_metadata(payload: dict) -> dict:
+    """The payload without Clerk's ``private_metadata`` (the object's, and its embedded organization's)."""
+    data = payload.get("data")
+    if not isinstance(data, dict):
+        return payload
+    data = {key: value for key, value in data.items() if key != "private_metadata"}
+    if isinstance(data.get("organization"), dict):
+        data["organization"] = {key: value for key, value in data["organization"].items() if key != "private_metadata"}
+    return {**payload, "data": data}
+
+
+def store_delivery(
+    engine: Engine,
+    schema: str,
+    *,
+    svix_id: str,
+    svix_timestamp: datetime | None,
+    payload: dict,
+    include_private_metadata: bool = True,
+) -> StoredDelivery:
     """Store one verified delivery, in one statement; a redelivery of ``svix_id`` only counts itself.
 
     A first delivery inserts the row with the facts :func:`classify` reads. A redelivery
     adds one to ``delivery_count`` and sets ``last_received_at``; it never changes the
-    stored status or payload. Raises ValueError when the payload has no non-empty string
+    stored status or payload. ``include_private_metadata=False`` stores the payload without
+    ``private_metadata`` (SYNC_INCLUDE_PRIVATE_METADATA=false: the schema never holds it).
+    Raises ValueError when the payload has no non-empty string
     ``type`` or cannot be stored as JSON (NUL characters and lone surrogates, which
-    jsonb refuses, are stored as U+FFFD).
+    Postgres refuses, are stored as U+FFFD, in the payload and in the ids read from it).
     """
     if not isinstance(payload, dict) or not isinstance(payload.get("type"), str) or not payload["type"]:
         raise ValueError("a webhook payload is a JSON object with a string type")
+    if not include_private_metadata:  # SYNC_INCLUDE_PRIVATE_METADATA=false keeps it out of the inbox too
+        payload = without_private_metadata(payload)
+    payload, payload_text = _storable(payload)
     facts = classify(payload)
     statement = sa.text(
         f"""
@@ -210,7 +241,7 @@ def store_delivery(engine: Engine, schema: str, *, svix_id: str, svix_timestamp:
         "event_type": facts.event_type,
         "clerk_timestamp": facts.clerk_timestamp,
         "svix_timestamp": svix_timestamp,
-        "payload": _payload_json(payload),
+        "payload": payload_text,
         "entity": facts.entity,
         "object_id": facts.object_id,
         "user_id": facts.user_id,

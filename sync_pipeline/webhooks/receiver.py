@@ -137,11 +137,14 @@ def create_app(
     secret: str,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     tolerance: timedelta = SVIX_TOLERANCE,
+    include_private_metadata: bool = True,
 ) -> Starlette:
     """The receiver as a Starlette app, storing into ``<schema>.webhook_events`` (which must exist).
 
     ``secret`` is the endpoint's ``whsec_…`` signing secret. ``tolerance`` may tighten
     the svix package's five minutes of allowed clock skew, never widen it.
+    ``include_private_metadata=False`` (SYNC_INCLUDE_PRIVATE_METADATA=false) stores each
+    payload without Clerk's ``private_metadata``.
     """
     validate_schema_name(schema)
     verifier = webhook_verifier(secret)
@@ -187,7 +190,13 @@ def create_app(
 
         try:
             stored: StoredDelivery = await _in_thread(
-                store_delivery, engine, schema, svix_id=svix_id, svix_timestamp=svix_timestamp, payload=payload
+                store_delivery,
+                engine,
+                schema,
+                svix_id=svix_id,
+                svix_timestamp=svix_timestamp,
+                payload=payload,
+                include_private_metadata=include_private_metadata,
             )
         except ValueError as error:  # a payload jsonb cannot hold
             logger.warning("webhook %s refused (400): %s", svix_id, error)
@@ -233,7 +242,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
 
     Reads ``CLERK_WEBHOOK_SECRET`` (the endpoint's ``whsec_…`` signing secret, required),
     ``DATABASE_URL`` (required: the receiver never falls back to the embedded Postgres,
-    whose deliveries no deployed sync would see) and ``SYNC_SCHEMA`` (default ``clerk``),
+    whose deliveries no deployed sync would see), ``SYNC_SCHEMA`` (default ``clerk``) and
+    ``SYNC_INCLUDE_PRIVATE_METADATA`` (default true),
     then creates or upgrades the schema so the inbox table exists. Point Clerk's endpoint
     at ``http://{host}:{port}/webhooks/clerk``, behind TLS; ``GET /healthz`` is for the load
     balancer. Configuration errors raise a one-line ConfigurationError (or
@@ -245,7 +255,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     engine = create_mirror_engine(os.environ.get("DATABASE_URL", ""))
     check_connection(engine)
     upgrade_schema(engine, schema)
-    app = create_app(engine, schema, secret=secret)
+    app = create_app(engine, schema, secret=secret, include_private_metadata=settings.include_private_metadata())
 
     log_config = deepcopy(uvicorn.config.LOGGING_CONFIG)
     log_config["loggers"]["sync_pipeline.webhooks"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
