@@ -21,8 +21,13 @@ dropped, and de-duplicates rows repeated across pages when the frame is asked fo
 
 from __future__ import annotations
 
-import json
+import mmap
+import os
+import tempfile
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -36,6 +41,7 @@ PRIVATE_METADATA = "private_metadata"
 
 __all__ = [
     "FrameBuilder",
+    "release_spilled_pages",
     "dedupe_latest",
     "drop_rows",
     "select_rows",
@@ -53,19 +59,12 @@ __all__ = [
 
 # --------------------------------------------------------------------------- values
 
-# model.canonical_json builds a new JSONEncoder on every call (json.dumps with options
-# does); one shared encoder with the very same options gives the very same text, faster.
-# check_circular=False only changes the error a self-containing object would raise, and
-# decoded JSON never contains itself: ~20% less time on the biggest cost of a row.
-_ENCODE = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False, check_circular=False
-).encode
-
-
-def _json(value: Any) -> str | None:
-    """``model.canonical_json``, byte for byte (tested), without the per-call encoder."""
-    return None if value is None else _ENCODE(value)
-
+# The JSON columns are model.canonical_json text; ``raw`` stays the UTF-8 bytes of that
+# text (model.canonical_json_bytes) from the encoder to the md5 and into Arrow, so the
+# biggest value of a row is never a Python ``str`` (no encode for the digest, none for
+# Arrow: about a third of what a user costs to normalize).
+_json = model.canonical_json
+_raw = model.canonical_json_bytes
 
 
 def _text(value: Any) -> str | None:
@@ -147,7 +146,7 @@ def strip_private_metadata(entity: str, obj: Mapping[str, Any]) -> dict:
 def _user_row(obj: dict, include_private: bool) -> tuple:
     if not include_private:
         obj = strip_private_metadata(model.USERS, obj)
-    raw = _json(obj)
+    raw = _raw(obj)
     get = obj.get
     return (
         _text(get("id")),
@@ -170,7 +169,7 @@ def _user_row(obj: dict, include_private: bool) -> tuple:
 def _organization_row(obj: dict, include_private: bool) -> tuple:
     if not include_private:
         obj = strip_private_metadata(model.ORGANIZATIONS, obj)
-    raw = _json(obj)
+    raw = _raw(obj)
     get = obj.get
     return (
         _text(get("id")),
@@ -191,7 +190,7 @@ def _organization_row(obj: dict, include_private: bool) -> tuple:
 def _membership_row(obj: dict, include_private: bool) -> tuple:
     if not include_private:
         obj = strip_private_metadata(model.MEMBERSHIPS, obj)
-    raw = _json(obj)
+    raw = _raw(obj)
     get = obj.get
     return (
         _text(get("id")),
@@ -217,7 +216,9 @@ def _row_dict(entity: str, obj: dict, include_private_metadata: bool) -> dict[st
     rows, _ = _rows(entity, [obj], include_private_metadata)
     if not rows:
         raise ValueError(f"a Clerk {entity} object needs a text id, got {obj.get('id')!r}")
-    return dict(zip(model.COLUMNS[entity], rows[0]))
+    row = dict(zip(model.COLUMNS[entity], rows[0]))
+    row["raw"] = row["raw"].decode("utf-8")  # the frame's text; rows carry it as UTF-8 bytes
+    return row
 
 
 def normalize_user(obj: Mapping[str, Any], *, include_private_metadata: bool = True) -> dict[str, Any]:
@@ -245,6 +246,12 @@ _DTYPES: dict[str, dict[str, str]] = {
 }
 
 
+def _raw_column(values: tuple) -> Any:
+    """UTF-8 bytes (valid by construction: encoder output) -> a string column, no re-check."""
+    binary = pa.array(values, type=pa.large_binary())
+    return pd.arrays.ArrowStringArray(pa.chunked_array([binary.view(pa.large_string())]))
+
+
 def _column(values: tuple, dtype: str) -> Any:
     if dtype == model.TEXT:  # straight to Arrow: what pd.array(..., "string") builds, less checking
         return pd.arrays.ArrowStringArray(pa.chunked_array([pa.array(values, type=pa.large_string())]))
@@ -261,14 +268,118 @@ _INT_RANGES = {
 }
 
 
+def _columns(entity: str, rows: list[tuple], *, with_raw: bool = True) -> dict[str, Any]:
+    """Row tuples -> one pandas array per column (no per-row work); ``raw`` left out on request."""
+    dtypes = _DTYPES[entity]
+    columns = {}
+    for name, values in zip(dtypes, zip(*rows)):
+        if name == "raw":
+            if with_raw:
+                columns[name] = _raw_column(values)
+        else:
+            columns[name] = _column(values, dtypes[name])
+    return columns
+
+
 def _chunk(entity: str, rows: list[tuple]) -> pd.DataFrame:
-    """Row tuples -> one conformed DataFrame (one pandas array per column, no per-row work)."""
+    """Row tuples -> one conformed DataFrame."""
     if not rows:
         return model.empty_frame(entity)
-    dtypes = _DTYPES[entity]
-    return pd.DataFrame(
-        {name: _column(values, dtypes[name]) for name, values in zip(dtypes, zip(*rows))}
-    )
+    return pd.DataFrame(_columns(entity, rows))
+
+
+# ------------------------------------------------------------- spilling raw text
+
+# Past this many bytes of raw text, a FrameBuilder writes the raw text of further pages
+# to a temporary file and maps it back read-only: a million users' raw objects are
+# gigabytes, which then live in the page cache (clean, evictable) rather than in the
+# process's own memory. TMPDIR (or SYNC_SPILL_DIR) should be on disk, not in memory.
+SPILL_AFTER_BYTES = 64 * 1024 * 1024
+SPILL_DIR_VARIABLE = "SYNC_SPILL_DIR"
+
+_mappings: dict[int, tuple[weakref.ref, int]] = {}  # base address -> (mapping, size)
+_mappings_lock = threading.Lock()
+
+
+def _register(mapping: mmap.mmap, address: int, size: int) -> None:
+    def forget(_: object, address: int = address) -> None:
+        with _mappings_lock:
+            _mappings.pop(address, None)
+
+    with _mappings_lock:
+        _mappings[address] = (weakref.ref(mapping, forget), size)
+
+
+def release_spilled_pages(values: Any) -> int:
+    """Let go of the resident pages of spilled raw text that ``values`` points into.
+
+    For a reader that has just gone through a slice of a large raw column (the staging
+    COPY, the IO manager): the pages stay in the page cache and come back on the next
+    access, but stop counting in this process's memory. Anything not spilled is left
+    alone. Returns the bytes released.
+    """
+    if isinstance(values, pd.Series):
+        values = values.array
+    if hasattr(values, "__arrow_array__"):
+        values = values.__arrow_array__()
+    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
+    released = 0
+    with _mappings_lock:
+        mappings = [(base, ref(), size) for base, (ref, size) in _mappings.items()]
+    for chunk in chunks:
+        buffers = chunk.buffers()
+        data = buffers[-1] if buffers else None
+        if data is None or data.size == 0:
+            continue
+        for base, mapping, size in mappings:
+            if mapping is None or not base <= data.address < base + size:
+                continue
+            start = (data.address - base) // mmap.PAGESIZE * mmap.PAGESIZE
+            end = min(size, -(-(data.address - base + data.size) // mmap.PAGESIZE) * mmap.PAGESIZE)
+            if end > start:
+                mapping.madvise(mmap.MADV_DONTNEED, start, end - start)
+                released += end - start
+            break
+    return released
+
+
+class _RawSpill:
+    """Raw text of a builder's pages, appended to an unlinked temporary file."""
+
+    def __init__(self) -> None:
+        directory = os.environ.get(SPILL_DIR_VARIABLE) or None
+        self._file = tempfile.TemporaryFile(prefix="sync-pipeline-raw-", dir=directory)
+        self.size = 0
+
+    def append(self, data: bytes) -> int:
+        offset = self.size
+        self._file.write(data)
+        self.size += len(data)
+        return offset
+
+    def mapped(self) -> pa.Buffer:
+        """The whole file so far, mapped read-only (the mapping outlives the file)."""
+        self._file.flush()
+        mapping = mmap.mmap(self._file.fileno(), self.size, access=mmap.ACCESS_READ)
+        buffer = pa.py_buffer(mapping)
+        _register(mapping, buffer.address, self.size)
+        return buffer
+
+
+@dataclass
+class _SpilledPage:
+    """A page whose raw text is in the spill file: its other columns, and where its raw is."""
+
+    columns: dict[str, Any]  # every column but raw, as pandas arrays
+    offset: int
+    length: int
+    offsets: np.ndarray  # int64, one per row plus one, relative to ``offset``
+
+    def frame(self, entity: str, mapped: pa.Buffer) -> pd.DataFrame:
+        rows = len(self.offsets) - 1
+        raw = pa.LargeStringArray.from_buffers(rows, pa.py_buffer(self.offsets), mapped.slice(self.offset, self.length))
+        raw_column = pd.arrays.ArrowStringArray(pa.chunked_array([raw]))
+        return pd.DataFrame({name: raw_column if name == "raw" else self.columns[name] for name in model.COLUMNS[entity]})
 
 
 def _rows(entity: str, objects: Iterable[Any], include_private_metadata: bool) -> tuple[list[tuple], int]:
@@ -422,32 +533,66 @@ class FrameBuilder:
     ``updated_at`` (ties: the last seen), as offset paging over a live list can repeat
     rows. ``repeats_dropped`` then says how many were dropped; ``skipped`` counts page
     items that were not objects with a text id.
+
+    Past ``spill_after_bytes`` of raw text (default :data:`SPILL_AFTER_BYTES`), the raw
+    text of further pages goes to a temporary file, mapped back when the frame is built:
+    the ``raw`` column is then backed by the page cache, not by the process's memory.
     """
 
-    def __init__(self, entity: str, include_private_metadata: bool = True) -> None:
+    def __init__(
+        self, entity: str, include_private_metadata: bool = True, *, spill_after_bytes: int | None = None
+    ) -> None:
         if entity not in model.COLUMNS:
             raise ValueError(f"unknown entity {entity!r}; expected one of {model.ENTITIES}")
         self.entity = entity
         self.include_private_metadata = include_private_metadata
-        self._chunks: list[pd.DataFrame] = []
+        self._chunks: list[pd.DataFrame | _SpilledPage] = []
+        self._raw_index = list(model.COLUMNS[entity]).index("raw")
+        self._spill_after = SPILL_AFTER_BYTES if spill_after_bytes is None else spill_after_bytes
+        self._spill: _RawSpill | None = None
+        self.raw_bytes = 0
         self.rows_seen = 0
         self.skipped = 0
         self.repeats_dropped = 0
         self.repeated_ids: list[str] = []
+
+    @property
+    def spilled_bytes(self) -> int:
+        """Raw text written to the spill file so far."""
+        return self._spill.size if self._spill is not None else 0
 
     def add_page(self, rows: Iterable[Mapping[str, Any]]) -> int:
         """Normalize one page; returns how many rows it added."""
         tuples, skipped = _rows(self.entity, rows, self.include_private_metadata)
         self.skipped += skipped
         if tuples:
-            self._chunks.append(_chunk(self.entity, tuples))
+            raws = [row[self._raw_index] for row in tuples]
+            size = sum(map(len, raws))
+            if self.raw_bytes + size > self._spill_after:
+                self._chunks.append(self._spilled(tuples, raws))
+            else:
+                self._chunks.append(_chunk(self.entity, tuples))
+            self.raw_bytes += size
             self.rows_seen += len(tuples)
         return len(tuples)
+
+    def _spilled(self, tuples: list[tuple], raws: list[bytes]) -> _SpilledPage:
+        if self._spill is None:
+            self._spill = _RawSpill()
+        offsets = np.zeros(len(raws) + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, raws), dtype=np.int64, count=len(raws)), out=offsets[1:])
+        offset = self._spill.append(b"".join(raws))
+        return _SpilledPage(_columns(self.entity, tuples, with_raw=False), offset, int(offsets[-1]), offsets)
 
     def frame(self) -> pd.DataFrame:
         """All pages so far as one conformed frame, one row per id."""
         if not self._chunks:
             return model.empty_frame(self.entity)
+        if any(isinstance(chunk, _SpilledPage) for chunk in self._chunks):
+            mapped = self._spill.mapped()
+            self._chunks = [
+                chunk.frame(self.entity, mapped) if isinstance(chunk, _SpilledPage) else chunk for chunk in self._chunks
+            ]
         frame = self._chunks[0] if len(self._chunks) == 1 else pd.concat(self._chunks, ignore_index=True)
         kept, dropped = dedupe_latest(frame)
         if len(dropped):

@@ -6,7 +6,6 @@ pyarrow in C: at a million rows this is several times faster than fetching tuple
 
 from __future__ import annotations
 
-import io
 import json
 
 import pandas as pd
@@ -60,27 +59,21 @@ def _scope_filter(entity: str, scope: SyncScope) -> tuple[str, dict]:
     return "(user_id = ANY(%(users)s) OR organization_id = ANY(%(orgs)s))", {"users": users, "orgs": orgs}
 
 
-def _canonical_json_column(values: pd.Series) -> pd.Series:
-    """Postgres prints jsonb its own way; re-serialise so it compares equal to Clerk's side."""
-    out = [None if pd.isna(v) else model.canonical_json(json.loads(v)) for v in values.tolist()]
-    return pd.Series(out, index=values.index, dtype=model.TEXT)
+def _canonical_json_column(values: pa.ChunkedArray) -> pd.arrays.ArrowStringArray:
+    """Postgres prints jsonb its own way; re-serialise so it compares equal to Clerk's side.
+
+    Each distinct text is parsed and re-serialised once (metadata repeats a lot: ``{}``
+    on most rows), then spread back over the rows by an Arrow ``take``.
+    """
+    encoded = (values.combine_chunks() if values.num_chunks else pa.array([], pa.string())).dictionary_encode()
+    texts = encoded.dictionary.to_pylist()
+    canonical = pa.array([model.canonical_json(json.loads(text)) for text in texts], type=pa.large_string())
+    return pd.arrays.ArrowStringArray(pa.chunked_array([canonical.take(encoded.indices)], type=pa.large_string()))
 
 
-def read_entity(connection: Connection, schema: str, entity: str, scope: SyncScope) -> pd.DataFrame:
-    select_list, kinds = _select_list(entity)
-    where, params = _scope_filter(entity, scope)
-    query = f'COPY (SELECT {select_list} FROM "{schema}".{entity} WHERE {where} ORDER BY id) TO STDOUT (FORMAT csv, HEADER)'
-    buffer = io.BytesIO()
-    raw_connection = connection.connection.driver_connection
-    with raw_connection.cursor() as cursor:
-        with cursor.copy(query, params or None) as copy:
-            for chunk in copy:
-                buffer.write(chunk)
-    if buffer.tell() == 0:
-        return model.empty_frame(entity, mirror=True)
-    buffer.seek(0)
-    table = pacsv.read_csv(
-        buffer,
+def _read_csv(data: bytes, kinds: dict[str, str]) -> pa.Table:
+    return pacsv.read_csv(
+        pa.py_buffer(data),
         convert_options=pacsv.ConvertOptions(
             column_types={c: _ARROW_TYPES[k] for c, k in kinds.items()},
             strings_can_be_null=True,
@@ -89,11 +82,34 @@ def read_entity(connection: Connection, schema: str, entity: str, scope: SyncSco
             false_values=["f"],
         ),
     )
-    frame = table.to_pandas(types_mapper=pd.ArrowDtype).pipe(model.conform, entity, mirror=True)
-    for column, kind in kinds.items():
+
+
+def _frame(table: pa.Table, entity: str, kinds: dict[str, str]) -> pd.DataFrame:
+    """Arrow columns -> the contract frame; text stays Arrow (large_string, as the normalizer's)."""
+    columns = {}
+    for name, kind in kinds.items():
+        values = table.column(name)
         if kind == model.JSON:
-            frame[column] = _canonical_json_column(frame[column])
-    return frame
+            columns[name] = _canonical_json_column(values)
+        else:
+            dtype = pd.api.types.pandas_dtype(model.frame_dtype(kind))
+            columns[name] = dtype.__from_arrow__(values)  # Arrow-backed text is not copied
+    return pd.DataFrame(columns, copy=False).pipe(model.conform, entity, mirror=True)
+
+
+def read_entity(connection: Connection, schema: str, entity: str, scope: SyncScope) -> pd.DataFrame:
+    select_list, kinds = _select_list(entity)
+    where, params = _scope_filter(entity, scope)
+    query = f'COPY (SELECT {select_list} FROM "{schema}".{entity} WHERE {where} ORDER BY id) TO STDOUT (FORMAT csv, HEADER)'
+    raw_connection = connection.connection.driver_connection
+    with raw_connection.cursor() as cursor:
+        with cursor.copy(query, params or None) as copy:
+            chunks = list(copy)  # one row a chunk; joined once below
+    data = b"".join(chunks)
+    del chunks
+    if not data:
+        return model.empty_frame(entity, mirror=True)
+    return _frame(_read_csv(data, kinds), entity, kinds)
 
 
 def live_row_counts(connection: Connection, schema: str) -> dict[str, int]:
