@@ -20,7 +20,6 @@ from itertools import count
 
 import pytest
 import sqlalchemy as sa
-from dagster import DagsterInstance
 
 from sync_pipeline.emulator import EmulatorServer
 from sync_pipeline.model import MEMBERSHIPS, ORGANIZATIONS, USERS
@@ -35,7 +34,7 @@ from sync_pipeline_tests.faults.support import (
     run,
     wait_for,
 )
-from sync_pipeline_tests.harness import SyncHarness, written_rows
+from sync_pipeline_tests.harness import SyncHarness, as_json
 
 STALL = "__stall__"  # a first name whose row the stall trigger holds up
 _serial = count()
@@ -257,13 +256,20 @@ def test_a_failing_statement_rolls_back_everything_before_it(harness: SyncHarnes
     converges(harness, fault_report)
 
 
-def test_two_syncs_started_at_once_never_write_together(harness: SyncHarness, fault_report: FaultReport) -> None:
+def test_two_syncs_started_at_once_never_write_together(
+    harness: SyncHarness, fault_report: FaultReport, tmp_path  # noqa: ANN001
+) -> None:
+    """Two `sync-pipeline sync` processes, as two launched runs would be: one writes, the other waits.
+
+    Processes rather than threads: runs never share a Python process in production, and
+    two in-process runs in one interpreter also share its import lock and logging, which is
+    not the fault under test.
+    """
     pending_changes(harness, stall=True)
     runs_before = len(harness.sync_runs())
     key = apply_lock_key(harness.schema)
     samples: list[tuple[int, int]] = []
     done = threading.Event()
-    results = {}
 
     def lock_state(connection: sa.Connection) -> tuple[int, int]:
         rows = connection.execute(sa.text(ADVISORY_LOCKS), {"key": key}).all()
@@ -275,36 +281,51 @@ def test_two_syncs_started_at_once_never_write_together(harness: SyncHarness, fa
                 samples.append(lock_state(connection))
                 time.sleep(0.02)
 
-    def sync(name: str) -> None:
-        with DagsterInstance.ephemeral() as instance:  # a run each, as two launched runs would be
-            results[name] = run(harness, instance=instance)
+    def logs() -> str:
+        return "\n".join(f"--- {path.name}\n{path.read_text()[-3000:]}" for path in sorted(tmp_path.glob("sync-*.log")))
 
     # Both syncs are started together and held at the apply's lock until both are there, so
     # they meet for sure; then the first to get it holds it a while (the stalled row).
     with stall_users(harness, 1.0), admin(harness) as gate:
         gate.execute(sa.text("SELECT pg_advisory_lock(hashtext(:key))"), {"key": key})
-        syncs = [threading.Thread(target=sync, args=(name,)) for name in ("first", "second")]
-        for thread in syncs:
-            thread.start()
-        both_waiting = wait_for(lambda: lock_state(gate)[1] == 2 or not any(t.is_alive() for t in syncs), timeout=120)
-        watcher = threading.Thread(target=watch_lock)
-        watcher.start()
-        gate.execute(sa.text("SELECT pg_advisory_unlock(hashtext(:key))"), {"key": key})
-        for thread in syncs:
-            thread.join(timeout=120)
-        done.set()
-        watcher.join()
+        children = []
+        for name in ("first", "second"):
+            log = (tmp_path / f"sync-{name}.log").open("w")
+            children.append(subprocess.Popen(
+                [sys.executable, "-m", "sync_pipeline.cli", "sync"], env=cli_environment(harness),
+                stdout=log, stderr=subprocess.STDOUT,
+            ))
+        try:
+            both_waiting = wait_for(
+                lambda: lock_state(gate)[1] == 2 or any(child.poll() is not None for child in children),
+                timeout=120, interval=0.1,
+            ) and lock_state(gate)[1] == 2
+            assert both_waiting, f"both syncs never waited at the lock; backends: {backends(harness)}\n{logs()}"
+            watcher = threading.Thread(target=watch_lock)
+            watcher.start()
+            gate.execute(sa.text("SELECT pg_advisory_unlock(hashtext(:key))"), {"key": key})
+            codes = [child.wait(timeout=120) for child in children]
+            done.set()
+            watcher.join()
+        finally:
+            done.set()
+            for child in children:
+                if child.poll() is None:
+                    child.kill()
+                    child.wait()
     fault_report.ran(2)
     fault_report.fault("database two syncs at once")
 
-    assert both_waiting and len(results) == 2, results
-    assert all(result.success for result in results.values()), {n: failure(r) for n, r in results.items()}
+    assert codes == [0, 0], logs()
     assert max(granted for granted, _ in samples) == 1  # never two holders
     assert any(granted == 1 and waiting == 1 for granted, waiting in samples)  # one waited for the other
     # One wrote the changes; the other, planned before them, found nothing left to write.
-    written = sorted(written_rows(result) for result in results.values())
-    assert written[0] == 0 and written[1] > 0
-    assert list(harness.sync_runs()["outcome"].iloc[runs_before:]) == ["succeeded", "succeeded"]
+    runs = harness.sync_runs().iloc[runs_before:]
+    assert list(runs["outcome"]) == ["succeeded", "succeeded"]
+    written = sorted(
+        sum(sum(kinds.values()) for kinds in as_json(counts)["written"].values()) for counts in runs["counts"]
+    )
+    assert written[0] == 0 and written[1] > 0, written
     assert_mirror_equals_clerk(harness, fault_report)
 
 
