@@ -44,14 +44,3 @@ BEGIN
     END LOOP;
 END
 $$;
-
--- INTERIM, until the migrations stop running CREATE SCHEMA IF NOT EXISTS on a schema that
--- exists (PostgreSQL checks CREATE on the database before it looks): without this grant
--- every run fails in its first step with "permission denied for database". It also lets the
--- role create new, empty schemas of its own; it gives no access to anyone else's.
--- Remove it once sync_pipeline/mirror/migrations/env.py checks for the schema first.
-DO $$
-BEGIN
-    EXECUTE format('GRANT CREATE ON DATABASE %I TO "clerk_sync"', current_database());
-END
-$$;

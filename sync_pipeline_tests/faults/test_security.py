@@ -229,10 +229,8 @@ def sync_role(engine: sa.Engine, schema: str) -> Iterator[dict]:
                 connection.execute(sa.text(f'DROP ROLE "{role}"'))
 
 
-def apply_grants(engine: sa.Engine, role: str, schema: str, *, interim: bool = True) -> None:
+def apply_grants(engine: sa.Engine, role: str, schema: str) -> None:
     sql = GRANTS.read_text()
-    if not interim:
-        sql = sql[: sql.index("-- INTERIM")]
     sql = sql.replace('"clerk_sync"', f'"{role}"').replace('"clerk"', f'"{schema}"')
     with engine.begin() as connection:
         connection.connection.driver_connection.execute(sql)  # as psql would: the whole file, no placeholders
@@ -287,20 +285,17 @@ def test_the_mirror_is_written_by_a_role_with_only_the_grants_of_deploy_grants_s
     assert_confined(harness.database_url, sync_role["role"], sync_role["other"])
 
 
-ENV_PY_BUG = (
-    "Every run's first step runs sync_pipeline/mirror/migrations/env.py, whose CREATE SCHEMA IF NOT EXISTS "
-    "needs CREATE on the database even when the schema exists (PostgreSQL checks the privilege first), so a role "
-    "without it fails with 'permission denied for database'. Fix in env.py: run CREATE SCHEMA only when "
-    "SELECT 1 FROM pg_namespace WHERE nspname = :schema finds nothing; then drop the INTERIM grant from deploy/grants.sql."
-)
+# Found here: the migrations ran CREATE SCHEMA IF NOT EXISTS on every run, which needs CREATE
+# on the database even when the schema exists, so deploy/grants.sql had to grant it.
 
 
-@pytest.mark.xfail(strict=True, reason=ENV_PY_BUG)
 def test_the_role_needs_no_create_on_the_database(harness: SyncHarness, sync_role: dict, fault_report: FaultReport) -> None:
-    apply_grants(harness.engine, sync_role["role"], harness.schema, interim=False)
+    apply_grants(harness.engine, sync_role["role"], harness.schema)
     result = run(harness, fault_report, mirror={"database_url": role_url(harness.database_url, sync_role["role"])})
     assert result.success, failure(result)
-    with pytest.raises(sa.exc.ProgrammingError):
-        engine = sa.create_engine(role_url(harness.database_url, sync_role["role"]), poolclass=sa.pool.NullPool)
-        with engine.connect() as connection:
+    engine = sa.create_engine(role_url(harness.database_url, sync_role["role"]), poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as connection, pytest.raises(sa.exc.ProgrammingError, match="permission denied for database"):
             connection.execute(sa.text('CREATE SCHEMA "t_escape"'))
+    finally:
+        engine.dispose()

@@ -12,7 +12,11 @@ config = context.config
 connection = config.attributes["connection"]
 schema = config.attributes["schema"]
 
-connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+# PostgreSQL checks CREATE on the database before IF NOT EXISTS looks, so a role that owns
+# its schema but may not create others (deploy/grants.sql) must not ask once it exists.
+# upgrade_schema holds an advisory lock around this: no other upgrade creates it meanwhile.
+if connection.execute(text("SELECT 1 FROM pg_namespace WHERE nspname = :schema"), {"schema": schema}).first() is None:
+    connection.execute(text(f'CREATE SCHEMA "{schema}"'))
 context.configure(
     connection=connection,
     version_table_schema=schema,
