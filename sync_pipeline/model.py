@@ -219,6 +219,9 @@ class Snapshot:
     organizations: pd.DataFrame
     organization_memberships: pd.DataFrame
     scope: SyncScope = field(default_factory=SyncScope)
+    # By entity, the ids of Clerk rows whose NULs the normalizer replaced: the frames no
+    # longer show it, and validation reports it.
+    nul_replaced: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def frame(self, entity: str) -> pd.DataFrame:
         return getattr(self, entity)

@@ -13,6 +13,10 @@ Rules (see ``/work/shared/clerk/README.md`` for the shapes):
   column is null and the ``private_metadata`` key is removed from ``raw`` (for users,
   organizations, memberships, and the organization embedded in a membership).
 - Users' ``primary_email``: see :func:`primary_email`.
+- Postgres text and jsonb cannot hold U+0000, which JSON allows: in an object holding
+  one, every string (keys too) has each NUL replaced by U+FFFD before any column is
+  built, so ``raw``, ``raw_digest`` and the typed columns agree. :class:`FrameBuilder`
+  lists those ids (``nul_replaced_ids``) for the sync to report.
 
 For large lists use :class:`FrameBuilder`: it turns every page into a small columnar
 chunk (one DataFrame, Arrow-backed strings) as it arrives, so the page's dicts can be
@@ -382,20 +386,55 @@ class _SpilledPage:
         return pd.DataFrame({name: raw_column if name == "raw" else self.columns[name] for name in model.COLUMNS[entity]})
 
 
-def _rows(entity: str, objects: Iterable[Any], include_private_metadata: bool) -> tuple[list[tuple], int]:
-    """Row tuples for the objects that are dicts with a text id; also how many were skipped."""
+# U+0000 as the canonical JSON writes it. Every row's raw is searched for it, a million
+# rows a sync, on bytes already built: first for a backslash alone (memchr, several times
+# faster than the six-byte search, and most rows hold no escape at all), and no walk of
+# the object unless the escape is there.
+_NUL_ESCAPE = b"\\u0000"
+_RAW_INDEX = {entity: list(columns).index("raw") for entity, columns in model.COLUMNS.items()}
+
+
+def _rows(
+    entity: str, objects: Iterable[Any], include_private_metadata: bool, nul_replaced: list[str] | None = None
+) -> tuple[list[tuple], int]:
+    """Row tuples for the objects that are dicts with a text id; also how many were skipped.
+
+    The ids of rows whose NULs were replaced are appended to ``nul_replaced`` when given.
+    """
     build = _ROW_BUILDERS[entity]
+    raw_index = _RAW_INDEX[entity]
     rows = []
     skipped = 0
     for obj in objects:
         if isinstance(obj, dict) and isinstance(obj.get("id"), str):
             try:
-                rows.append(build(obj, include_private_metadata))
+                row = build(obj, include_private_metadata)
             except UnicodeEncodeError:  # a lone surrogate ("\\ud800" in the JSON): not UTF-8
-                rows.append(build(_scrub(obj), include_private_metadata))
+                obj = _scrub(obj)
+                row = build(obj, include_private_metadata)
+            raw = row[raw_index]
+            if b"\\" in raw and _NUL_ESCAPE in raw:
+                cleaned = build(_replace_nul(obj), include_private_metadata)
+                # The escape also matches a string holding a backslash then "u0000": no NUL, nothing to report.
+                if cleaned[raw_index] != raw:
+                    row = cleaned
+                    if nul_replaced is not None:
+                        nul_replaced.append(row[0])
+            rows.append(row)
         else:
             skipped += 1
     return rows, skipped
+
+
+def _replace_nul(value: Any) -> Any:
+    """``value`` with every U+0000 in its strings (keys too) replaced by U+FFFD."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_replace_nul(k): _replace_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_nul(v) for v in value]
+    return value
 
 
 def _scrub(value: Any) -> Any:
@@ -514,6 +553,7 @@ def select_rows(frame: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
             if isinstance(kept, pa.ChunkedArray):
                 kept = pa.chunked_array([c for c in kept.chunks if len(c)], type=kept.type)
             columns[name] = pd.arrays.ArrowStringArray(kept)
+            release_spilled_pages(values)  # the filter faulted in spilled raw text around what it kept
         else:
             columns[name] = values[mask]
     return pd.DataFrame(columns, columns=frame.columns)
@@ -532,7 +572,8 @@ class FrameBuilder:
     :meth:`frame` concatenates them and keeps one row per id, the one with the greatest
     ``updated_at`` (ties: the last seen), as offset paging over a live list can repeat
     rows. ``repeats_dropped`` then says how many were dropped; ``skipped`` counts page
-    items that were not objects with a text id.
+    items that were not objects with a text id; ``nul_replaced_ids`` names the rows
+    whose NULs were replaced (an id repeats if its row did).
 
     Past ``spill_after_bytes`` of raw text (default :data:`SPILL_AFTER_BYTES`), the raw
     text of further pages goes to a temporary file, mapped back when the frame is built:
@@ -555,6 +596,7 @@ class FrameBuilder:
         self.skipped = 0
         self.repeats_dropped = 0
         self.repeated_ids: list[str] = []
+        self.nul_replaced_ids: list[str] = []
 
     @property
     def spilled_bytes(self) -> int:
@@ -563,7 +605,7 @@ class FrameBuilder:
 
     def add_page(self, rows: Iterable[Mapping[str, Any]]) -> int:
         """Normalize one page; returns how many rows it added."""
-        tuples, skipped = _rows(self.entity, rows, self.include_private_metadata)
+        tuples, skipped = _rows(self.entity, rows, self.include_private_metadata, self.nul_replaced_ids)
         self.skipped += skipped
         if tuples:
             raws = [row[self._raw_index] for row in tuples]

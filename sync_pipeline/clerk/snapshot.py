@@ -49,8 +49,11 @@ def read_clerk(client: ClerkClient, scope: SyncScope, *, include_private_metadat
             )
 
     frames = {}
+    nul_replaced = {}
     for entity, builder in builders.items():
         frames[entity] = builder.frame()
         report.rows[entity] = len(frames[entity])
         report.repeats_dropped[entity] = builder.repeats_dropped
-    return Snapshot(scope=scope, **frames), report
+        if builder.nul_replaced_ids:
+            nul_replaced[entity] = frozenset(builder.nul_replaced_ids)
+    return Snapshot(scope=scope, nul_replaced=nul_replaced, **frames), report

@@ -506,7 +506,8 @@ def plan_sync(clerk: model.Snapshot, mirror: model.Snapshot, *, live_rows_before
             notes.append(f"{entity}: duplicates dropped " + ", ".join(f"{k}={v}" for k, v in sorted(by_source.items())))
 
     effective = model.Snapshot(
-        theirs[model.USERS], theirs[model.ORGANIZATIONS], theirs[model.MEMBERSHIPS], scope=scope
+        theirs[model.USERS], theirs[model.ORGANIZATIONS], theirs[model.MEMBERSHIPS], scope=scope,
+        nul_replaced=clerk.nul_replaced,
     )
     if not scope.is_full:
         notes.append(f"{scope.describe()}: membership references not validated")

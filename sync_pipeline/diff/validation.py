@@ -26,6 +26,7 @@ NO_EMAIL = "no e-mail"
 NO_NAME = "no name"
 UNKNOWN_USER = "unknown user"  # followed by the user id
 UNKNOWN_ORGANIZATION = "unknown organization"  # followed by the organization id
+NUL_REPLACED = "NUL replaced"  # U+0000 in a string, stored as U+FFFD (Postgres holds no NUL)
 
 
 def blank(values: pd.Series) -> np.ndarray:
@@ -101,12 +102,24 @@ def _unknown_organization(clerk: model.Snapshot) -> pd.Series:
     return _labelled(UNKNOWN_ORGANIZATION, mask, memberships["organization_id"])
 
 
+def _nul_replaced(entity: str) -> Callable[[model.Snapshot], pd.Series]:
+    def check(clerk: model.Snapshot) -> pd.Series:
+        frame = clerk.frame(entity)
+        ids = clerk.nul_replaced.get(entity)
+        if not ids:
+            return _labelled(NUL_REPLACED, np.zeros(len(frame), dtype=bool))
+        return _labelled(NUL_REPLACED, is_in(frame["id"], pd.Series(sorted(ids), dtype="string")))
+
+    return check
+
+
 RULES: tuple[Rule, ...] = (
     #    entity             problem                full only  check
     Rule(model.USERS,       NO_EMAIL,              False,     _no_email),
     Rule(model.USERS,       NO_NAME,               False,     _no_name),
     Rule(model.MEMBERSHIPS, UNKNOWN_USER,          True,      _unknown_user),
     Rule(model.MEMBERSHIPS, UNKNOWN_ORGANIZATION,  True,      _unknown_organization),
+    *(Rule(entity,          NUL_REPLACED,          False,     _nul_replaced(entity)) for entity in model.ENTITIES),
 )  # fmt: skip
 
 

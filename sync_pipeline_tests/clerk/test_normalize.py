@@ -243,6 +243,31 @@ def test_lone_surrogate_is_replaced_not_fatal():
     assert row["raw_digest"] == model.digest(row["raw"])
 
 
+def test_nul_is_replaced_everywhere_in_the_object_keys_included():
+    row = normalize_user(
+        {"id": "user_1", "first_name": "a\x00b", "public_metadata": {"k\x00": ["v\x00"]}, "unknown": {"\x00": 1}}
+    )
+    assert row["first_name"] == "a\ufffdb"
+    assert json.loads(row["public_metadata"]) == {"k\ufffd": ["v\ufffd"]}
+    assert json.loads(row["raw"])["unknown"] == {"\ufffd": 1}
+    assert "\x00" not in row["raw"] and "\\u0000" not in row["raw"]
+    assert row["raw_digest"] == model.digest(row["raw"])
+
+
+def test_nul_replacement_is_listed_but_an_escaped_backslash_is_not():
+    builder = FrameBuilder(model.MEMBERSHIPS)
+    builder.add_page(
+        [
+            fx.membership("orgmem_nul", "org_1", "user_1", role="org:\x00admin"),
+            fx.membership("orgmem_text", "org_1", "user_2", role="org:\\u0000 is only text"),
+            fx.membership("orgmem_both", "org_1", "user_3", role="\ud800\x00"),
+        ]
+    )
+    roles = dict(zip(builder.frame()["id"], builder.frame()["role"]))
+    assert builder.nul_replaced_ids == ["orgmem_nul", "orgmem_both"]
+    assert roles == {"orgmem_nul": "org:\ufffdadmin", "orgmem_text": "org:\\u0000 is only text", "orgmem_both": "\ufffd\ufffd"}
+
+
 # ------------------------------------------------------------------ JSON text
 
 

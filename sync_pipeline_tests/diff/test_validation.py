@@ -78,6 +78,18 @@ def test_rows_with_problems_are_still_mirrored():
     assert plan.entity(model.MEMBERSHIPS).counts()["insert"] == 1
 
 
+@pytest.mark.parametrize("scope", [FULL, SCOPED], ids=["full", "scoped"])
+def test_replaced_nuls_are_reported_through_the_plan(scope):
+    clerk = fx.clerk_snapshot(
+        [fx.user("user_1", "a@x"), fx.user("user_2", "b@x")], [fx.organization("org_1")], scope=scope
+    )
+    clerk.nul_replaced = {model.USERS: frozenset({"user_2"}), model.ORGANIZATIONS: frozenset({"org_1", "org_gone"})}
+    plan = plan_sync(clerk, fx.mirror_snapshot(), live_rows_before={e: 0 for e in model.ENTITIES})
+    found = sorted(zip(plan.validation_problems["entity"], plan.validation_problems["id"], plan.validation_problems["problem"]))
+    # An id no longer in the frame (a repeat dropped, say) names no row.
+    assert found == [("organizations", "org_1", "NUL replaced"), ("users", "user_2", "NUL replaced")]
+
+
 def test_rules_table_names_each_problem_once():
     assert len({(r.entity, r.problem) for r in RULES}) == len(RULES)
 

@@ -7,8 +7,6 @@ partial write, and a second sync of the same data writes nothing.
 
 from __future__ import annotations
 
-import pytest
-
 from sync_pipeline.model import MEMBERSHIPS, ORGANIZATIONS, USERS
 from sync_pipeline_tests.faults.report import FaultReport
 from sync_pipeline_tests.faults.support import (
@@ -179,19 +177,11 @@ def test_hostile_data_is_stored_intact_reported_and_never_rewritten(harness: Syn
     assert written_rows(scoped) == 0 and harness.row_versions() == versions
 
 
-NUL_BUG = (
-    "Postgres text and jsonb refuse U+0000, which JSON (and so Clerk) allows: one NUL in any field of one object "
-    "fails the whole apply (today: COPY stage_users fails with 'invalid byte sequence for encoding \"UTF8\": 0x00'), "
-    "nothing is written, and every later sync fails the same way, so the mirror never converges again. Decision: the mirror stores U+FFFD in place of each NUL, in text columns and in raw/jsonb (as the "
-    "webhook inbox already does). Fix in sync_pipeline/clerk/normalize.py: in _rows, when a built row's raw "
-    "contains the escape \\\\u0000 (cheap substring test on the canonical JSON), rebuild the row from the object "
-    "with every string (keys included) passed through s.replace('\\x00', '\\ufffd') -- the same walk as _scrub -- so "
-    "raw, raw_digest and the typed columns agree and the next sync sees no change; report it as a validation "
-    "problem ('NUL replaced')."
-)
+# Found here: Postgres text and jsonb refuse U+0000, which JSON (and so Clerk) allows, so one NUL
+# in any field failed every apply from then on. The mirror stores U+FFFD in its place, in text
+# columns and in raw (as the webhook inbox does), and the plan reports it.
 
 
-@pytest.mark.xfail(strict=True, reason=NUL_BUG)
 def test_a_nul_in_a_string_is_stored_as_documented(harness: SyncHarness, fault_report: FaultReport) -> None:
     assert run(harness, fault_report).success
     user_id = next(iter(harness.emulator.store.iter_users()))["id"]
@@ -205,6 +195,8 @@ def test_a_nul_in_a_string_is_stored_as_documented(harness: SyncHarness, fault_r
     assert row["first_name"] == "nul\ufffdhere"
     assert as_json(row["public_metadata"]) == {"k\ufffd": "v\ufffdw"}
     assert raw_of(harness, USERS, user_id)["first_name"] == "nul\ufffdhere"
+    problems = result.output_for_node("sync_plan").validation_problems
+    assert "NUL replaced" in set(problems.loc[problems["id"] == user_id, "problem"])
     again = run(harness, fault_report)
     assert again.success and written_rows(again) == 0
 
