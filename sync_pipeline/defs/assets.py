@@ -49,7 +49,7 @@ from sync_pipeline.mirror.snapshot import MirrorState, read_mirror
 from sync_pipeline.errors import ConfigurationError
 from sync_pipeline.model import ENTITIES, Snapshot, SyncScope
 from sync_pipeline.webhooks import inbox
-from sync_pipeline.webhooks.runs import events_for_run, run_lag
+from sync_pipeline.webhooks.runs import events_for_run, organizations_of_users, run_lag
 
 SYNC_GROUP = "clerk_sync"
 MIRROR_GROUP = "clerk_mirror"
@@ -97,7 +97,9 @@ def sync_run_record(
     group_name=SYNC_GROUP,
     kinds={"postgres"},
     description="What this run covers: the ids in run config, plus the users and organizations of the webhook "
-    "events it answers (named by svix id, or received in a replay window). A full sync also answers every event "
+    "events it answers (named by svix id, or received in a replay window); for a deleted user (or one named by "
+    "hand) also the organizations of its live memberships in the mirror, whose members_count moves. A full sync "
+    "also answers every event "
     "pending when it starts, since it reads all of Clerk afterwards.",
 )
 def sync_scope(context: AssetExecutionContext, mirror_db: MirrorDatabase, sync_options: SyncOptions) -> Output[SyncScope]:
@@ -118,9 +120,15 @@ def sync_scope(context: AssetExecutionContext, mirror_db: MirrorDatabase, sync_o
     if explicit.is_full and not sync_options.answers_webhooks:
         scope = SyncScope(event_ids=tuple(e.svix_id for e in events))
     else:
+        users = sorted({*explicit.user_ids, *user_ids})
+        # A deleted user's memberships go with it, and Clerk may send no membership event:
+        # their organizations' members_count (on the organization and embedded in each of
+        # its memberships) moves all the same. Ids named by hand may be deleted users too.
+        possibly_gone = {*explicit.user_ids, *(e.user_id for e in events if e.event_type == "user.deleted" and e.user_id)}
+        member_organizations = organizations_of_users(mirror_db.engine, mirror_db.db_schema, sorted(possibly_gone))
         scope = SyncScope(
-            user_ids=tuple(sorted({*explicit.user_ids, *user_ids})),
-            organization_ids=tuple(sorted({*explicit.organization_ids, *organization_ids})),
+            user_ids=tuple(users),
+            organization_ids=tuple(sorted({*explicit.organization_ids, *organization_ids, *member_organizations})),
             event_ids=tuple(e.svix_id for e in events),
         )
     types = pd.Series([e.event_type for e in events], dtype="string").value_counts().to_dict()

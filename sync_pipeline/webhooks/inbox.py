@@ -96,6 +96,7 @@ class InboxHealth:
 
 
 class _EventIds(Protocol):
+    event_type: str
     entity: str | None
     user_id: str | None
     organization_id: str | None
@@ -310,10 +311,13 @@ def affected_ids(events: Iterable[_EventIds]) -> tuple[list[str], list[str]]:
     """The user ids and organization ids a scoped sync must re-read for ``events``, each sorted.
 
     Takes :class:`InboxEvent` or :class:`EventFacts`. user.* adds its user and
-    organization.* its organization. A membership event adds only its user (a sync
-    scoped to a user re-reads that user's memberships, cheaper than the whole
-    organization), or its organization when the user id is missing. Events of no entity
-    (ignored types) add nothing.
+    organization.* its organization. A membership event adds its user (a sync scoped to
+    a user re-reads that user's memberships) and, when the membership was created or
+    deleted, its organization too: a member joining or leaving changes the organization's
+    ``members_count``, held by the organization row and embedded in every other
+    membership of it. A role change moves no count, so it does not pay for re-reading a
+    large organization. Without a user id, the organization stands in. Events of no
+    entity (ignored types) add nothing.
     """
     user_ids: set[str] = set()
     organization_ids: set[str] = set()
@@ -325,7 +329,7 @@ def affected_ids(events: Iterable[_EventIds]) -> tuple[list[str], list[str]]:
         elif event.entity == MEMBERSHIP:
             if event.user_id:
                 user_ids.add(event.user_id)
-            elif event.organization_id:
+            if event.organization_id and (not event.user_id or not event.event_type.endswith(".updated")):
                 organization_ids.add(event.organization_id)
     return sorted(user_ids), sorted(organization_ids)
 

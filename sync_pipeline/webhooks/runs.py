@@ -1,4 +1,5 @@
-"""Which webhook events a sync run answers: named ones, a replay window, or all pending."""
+"""Which webhook events a sync run answers (named ones, a replay window, or all pending),
+and which organizations a partial run must re-read beside the users it names."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from sync_pipeline.errors import ConfigurationError
+from sync_pipeline.mirror.database import validate_schema_name
 from sync_pipeline.webhooks import inbox
 
 # A full sync answers the events pending when it starts; past this many, the rest wait
@@ -51,6 +53,29 @@ def events_for_run(
         for event in inbox.pending_events(engine, schema, limit=MAX_EVENTS_ANSWERED_BY_FULL_SYNC):
             found[event.svix_id] = event
     return sorted(found.values(), key=lambda e: (e.received_at, e.svix_id))
+
+
+def organizations_of_users(engine: Engine, schema: str, user_ids: Sequence[str]) -> list[str]:
+    """The organizations of these users' live memberships in the mirror, sorted.
+
+    A user's change can change organizations no event names: a deleted user's memberships
+    go with it (Clerk may send no membership event), and each one leaving lowers its
+    organization's ``members_count``. The mirror, read before this run writes, still
+    holds those memberships.
+    """
+    if not user_ids:
+        return []
+    with engine.connect() as connection:
+        found = connection.execute(
+            sa.text(
+                f"""
+                SELECT DISTINCT organization_id FROM "{validate_schema_name(schema)}".organization_memberships
+                WHERE deleted_at IS NULL AND organization_id IS NOT NULL AND user_id = ANY(CAST(:ids AS text[]))
+                """
+            ),
+            {"ids": sorted(set(user_ids))},
+        ).scalars()
+        return sorted(found)
 
 
 @dataclass(frozen=True)

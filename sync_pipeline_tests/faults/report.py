@@ -21,8 +21,6 @@ class FaultReport:
     dagster_runs: int = 0
     rows_lost: int = 0
     """Rows Clerk holds that a passing case found missing from the mirror (or changed by a failed run)."""
-    rows_lost_in_known_bugs: int = 0
-    """The same, in cases marked xfail for a bug someone else has to fix."""
     unsigned_events_stored: int = 0
     receiver_load: dict[str, float] = field(default_factory=dict)
     webhook_convergence: dict[str, float] = field(default_factory=dict)
@@ -44,12 +42,9 @@ class FaultReport:
         with self._lock:
             self.dagster_runs += count
 
-    def lost(self, count: int, *, known_bug: bool = False) -> None:
+    def lost(self, count: int) -> None:
         with self._lock:
-            if known_bug:
-                self.rows_lost_in_known_bugs += count
-            else:
-                self.rows_lost += count
+            self.rows_lost += count
 
     def unsigned_stored(self, count: int) -> None:
         with self._lock:
@@ -67,8 +62,7 @@ class FaultReport:
             f"inputs tried:           {inputs}  ({_breakdown(self.inputs_tried)})",
             f"deliveries replayed:    {self.deliveries_replayed}",
             f"Dagster runs:           {self.dagster_runs}",
-            f"rows lost:              {self.rows_lost}"
-            + (f"  (plus {self.rows_lost_in_known_bugs} in xfail cases of known bugs)" if self.rows_lost_in_known_bugs else ""),
+            f"rows lost:              {self.rows_lost}",
             f"unsigned events stored: {self.unsigned_events_stored}",
         ]
         if self.receiver_load:
@@ -83,8 +77,7 @@ class FaultReport:
             lines.append(
                 f"webhook convergence:    {conv['deliveries']:.0f} deliveries ({conv['duplicates']:.0f} duplicates, "
                 f"shuffled) of {conv['events']:.0f} events sent in {conv['send_seconds']:.1f} s "
-                f"({conv['rps']:.0f} req/s), the rest drained {conv['drain_seconds']:.1f} s after the last: the mirror of one full sync "
-                "(members_count aside: xfail)"
+                f"({conv['rps']:.0f} req/s), the rest drained {conv['drain_seconds']:.1f} s after the last: the mirror of one full sync"
             )
         return lines
 

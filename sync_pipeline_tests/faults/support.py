@@ -98,23 +98,21 @@ def mirror_against_clerk(harness: SyncHarness, emulator: EmulatorServer | None =
     return difference
 
 
-def assert_mirror_equals_clerk(
-    harness: SyncHarness, report: FaultReport, *, known_bug: bool = False, **kwargs
-) -> None:
+def assert_mirror_equals_clerk(harness: SyncHarness, report: FaultReport, **kwargs) -> None:
     """The live mirror is exactly Clerk: the same ids, every raw object equal. Lost rows go to the report."""
     difference = mirror_against_clerk(harness, **kwargs)
-    report.lost(difference.lost, known_bug=known_bug)
+    report.lost(difference.lost)
     assert difference.none, difference
 
 
-def assert_nothing_written(harness: SyncHarness, report: FaultReport, before: dict, *, known_bug: bool = False) -> None:
+def assert_nothing_written(harness: SyncHarness, report: FaultReport, before: dict) -> None:
     """No mirror row was written since ``before`` (row versions by xmin, as the harness takes them)."""
     after = harness.row_versions()
     changed = {
         entity: {i for i in set(before[entity]) | set(after[entity]) if before[entity].get(i) != after[entity].get(i)}
         for entity in ENTITIES
     }
-    report.lost(sum(len(ids) for ids in changed.values()), known_bug=known_bug)
+    report.lost(sum(len(ids) for ids in changed.values()))
     assert not any(changed.values()), changed
 
 

@@ -330,23 +330,14 @@ def make_events(harness: SyncHarness, count: int, seed: int) -> list[dict]:
     return store.events[first : first + count]
 
 
-def without_members_count(value):  # noqa: ANN001, ANN201
-    """An object with every ``members_count`` taken out (see the xfail below)."""
-    if isinstance(value, dict):
-        return {k: without_members_count(v) for k, v in value.items() if k != "members_count"}
-    if isinstance(value, list):
-        return [without_members_count(v) for v in value]
-    return value
-
-
 def live_rows(harness: SyncHarness, schema: str, entity: str) -> dict[str, dict]:
     """Every live row of a mirror table, as compared between mirrors (sync bookkeeping left out)."""
     frame = harness.query(f'SELECT * FROM "{schema}".{entity} WHERE deleted_at IS NULL')
     rows = {}
     for record in frame.to_dict("records"):
-        for column in ("synced_at", "deleted_at", "raw_digest", "members_count"):
+        for column in ("synced_at", "deleted_at"):
             record.pop(column, None)
-        record["raw"] = without_members_count(record["raw"] if isinstance(record["raw"], dict) else json.loads(record["raw"]))
+        record["raw"] = record["raw"] if isinstance(record["raw"], dict) else json.loads(record["raw"])
         rows[record["id"]] = {k: (None if v != v else v) for k, v in record.items()}  # NaN -> None
     return rows
 
@@ -445,18 +436,11 @@ def test_10000_shuffled_deliveries_with_30_percent_duplicates_under_load_converg
     print(f"\nreceiver: {figures}; sensor: {log['runs']} partial run(s) answered {log['drained']} event(s)")
 
 
-MEMBERS_COUNT_BUG = (
-    "A membership event puts only its user in a partial sync's scope, but every membership embeds its organization "
-    "with members_count, and the organization row holds it too: after organizationMembership.created/deleted (and "
-    "user.deleted, whose memberships go) the organization's members_count and its other memberships' raw stay stale "
-    "until the next full sync. Fix: sync_pipeline/webhooks/inbox.py affected_ids adds data.organization.id for "
-    "membership events as well as the user (updating test_inbox.py's expectation of ([USER], []) to ([USER], [ORG])), "
-    "and sync_scope (defs/assets.py) adds, for each user in a partial scope, the organization_id of that user's live "
-    "memberships in the mirror (a deleted user's memberships drop their organizations' count)."
-)
+# Found here: a membership event put only its user in the partial sync's scope, so the
+# organization's members_count (on its row, and embedded in each of its memberships) stayed
+# stale until the next full sync.
 
 
-@pytest.mark.xfail(strict=True, reason=MEMBERS_COUNT_BUG)
 def test_membership_events_leave_no_organization_stale(harness: SyncHarness, fault_report: FaultReport) -> None:
     assert run(harness, fault_report).success
     store = harness.emulator.store
@@ -474,4 +458,29 @@ def test_membership_events_leave_no_organization_stale(harness: SyncHarness, fau
 
     assert run(harness, fault_report, job="partial_sync_job", run_config=request.run_config).success
     difference = mirror_against_clerk(harness)
+    assert not difference.stale[ORGANIZATIONS] and not difference.stale[MEMBERSHIPS], difference.stale
+
+
+def test_a_user_deleted_leaves_no_organization_stale(harness: SyncHarness, fault_report: FaultReport) -> None:
+    """user.deleted names no organization, and Clerk may send no membership event for the memberships that go."""
+    assert run(harness, fault_report).success
+    store = harness.emulator.store
+    member = next(m["public_user_data"]["user_id"] for m in store.iter_memberships())
+    organizations = {m["organization"]["id"] for m in store.iter_memberships() if m["public_user_data"]["user_id"] == member}
+    first = len(store.events)
+    store.delete_user(member)
+    assert [e["type"] for e in store.events[first:]] == ["user.deleted"]
+    for event in store.events[first:]:
+        inbox.store_delivery(harness.engine, harness.schema, svix_id=new_message_id(), svix_timestamp=None, payload=event)
+    with build_sensor_context(
+        instance=harness.instance, resources={"mirror_db": MirrorDatabase(database_url=harness.database_url, db_schema=harness.schema)}
+    ) as context:
+        (request,) = clerk_webhook_sensor(context).run_requests
+
+    result = run(harness, fault_report, job="partial_sync_job", run_config=request.run_config)
+
+    assert result.success, failure(result)
+    assert set(result.output_for_node("sync_scope").organization_ids) == organizations
+    difference = mirror_against_clerk(harness)
+    assert not any(difference.missing.values()) and not any(difference.extra.values()), difference
     assert not difference.stale[ORGANIZATIONS] and not difference.stale[MEMBERSHIPS], difference.stale

@@ -62,10 +62,13 @@ def test_classify_reads_every_fixture(name: str) -> None:
 
 def test_affected_ids_over_every_fixture() -> None:
     facts = [classify(load(name)) for name in FIXTURE_NAMES]
-    # memberships add their user only; the session adds nothing
+    # the session adds nothing
     assert affected_ids(facts) == ([USER, DELETED_USER], [ORG])
+    # memberships add their user and their organization, whose members_count they change
     membership_only = [classify(load(name)) for name in FIXTURE_NAMES if "Membership" in name]
-    assert affected_ids(membership_only) == ([USER], [])
+    assert affected_ids(membership_only) == ([USER], [ORG])
+    # a role change moves no count: its user's memberships are re-read, not the whole organization
+    assert affected_ids([classify(load("webhook_organizationMembership.updated"))]) == ([USER], [])
 
 
 def test_a_membership_without_its_user_falls_back_to_the_organization() -> None:
@@ -286,7 +289,7 @@ def test_replay_reads_pending_and_processed_but_not_ignored_or_invalid(engine: s
 
     between = events_received_between(engine, inbox, T0, T0 + timedelta(hours=1))  # [since, until)
     assert [(e.svix_id, e.status) for e in between] == [("msg_start", "processed"), ("msg_mid", "pending")]
-    assert affected_ids(between) == ([USER], [])
+    assert affected_ids(between) == ([USER], [ORG])  # the membership's organization too
     with pytest.raises(ValueError):
         events_received_between(engine, inbox, datetime(2026, 1, 1), datetime(2026, 1, 2))
 
@@ -328,5 +331,5 @@ def test_affected_ids_are_sorted_and_unique() -> None:
         EventFacts("organization.deleted", "organization", "org_b", None, "org_b", "pending", None),
         EventFacts("organization.created", "organization", "org_a", None, "org_a", "pending", None),
     ]
-    assert affected_ids(facts) == (["user_a", "user_b"], ["org_a", "org_b"])
+    assert affected_ids(facts) == (["user_a", "user_b"], ["org_a", "org_b", "org_z"])
     assert affected_ids([]) == ([], [])
