@@ -19,6 +19,7 @@ steps) is not in these phases; ``handoff`` measures the IO manager part separate
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -31,7 +32,7 @@ from sync_pipeline.diff.guard import delete_guard_violations
 from sync_pipeline.diff.plan import SyncPlan
 from sync_pipeline.diff.rules import plan_sync
 from sync_pipeline.mirror.apply import SyncRunRecord, apply_plan
-from sync_pipeline.mirror.snapshot import read_mirror
+from sync_pipeline.mirror.snapshot import read_live_keys, read_mirror
 from sync_pipeline.model import ENTITIES, Snapshot, SyncScope
 from sync_pipeline.webhooks.runs import events_for_run
 
@@ -83,7 +84,13 @@ def run_sync(
         if emulator is not None:
             emulator.reset_stats()
         with recorder.phase(case, "fetch") as phase:
-            clerk_snapshot, report = read_clerk(clerk, scope, include_private_metadata=mirror_db.include_private_metadata)
+            # As the clerk_snapshot asset does: the mirror's live ids are read while Clerk is paged.
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                live_keys = pool.submit(read_live_keys, engine, schema) if scope.is_full else None
+                clerk_snapshot, report = read_clerk(
+                    clerk, scope, include_private_metadata=mirror_db.include_private_metadata,
+                    mirror_live_keys=live_keys.result if live_keys is not None else None,
+                )
             phase.rows = sum(report.rows.values())
             phase.requests = _sum_stats(report.fetch_stats, "requests")
             phase.responses_429 = _sum_stats(report.fetch_stats, "responses_429")

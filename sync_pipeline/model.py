@@ -211,6 +211,39 @@ class SyncScope:
         return f"{scope}, answering {len(self.event_ids)} webhook event(s)" if self.event_ids else scope
 
 
+@dataclass(frozen=True)
+class LiveKeys:
+    """The ids the mirror holds live, per entity (memberships with their user and organization).
+
+    What a full scan of Clerk must account for: an id here that the scan did not return is
+    either gone from Clerk or was skipped by offset paging over a changing list, and only a
+    read by id tells which (``sync_pipeline.clerk.snapshot``).
+    """
+
+    users: pd.Series
+    organizations: pd.Series
+    memberships: pd.DataFrame  # id, user_id, organization_id
+
+    @classmethod
+    def empty(cls) -> "LiveKeys":
+        text = frame_dtype(TEXT)
+        return cls(
+            users=pd.Series([], dtype=text),
+            organizations=pd.Series([], dtype=text),
+            memberships=pd.DataFrame({c: pd.Series([], dtype=text) for c in ("id", "user_id", "organization_id")}),
+        )
+
+    @classmethod
+    def of(cls, snapshot: "Snapshot") -> "LiveKeys":
+        """The live ids of a mirror snapshot that holds whole tables."""
+        live = {entity: snapshot.frame(entity)[snapshot.frame(entity)["deleted_at"].isna()] for entity in ENTITIES}
+        return cls(
+            users=live[USERS]["id"].reset_index(drop=True),
+            organizations=live[ORGANIZATIONS]["id"].reset_index(drop=True),
+            memberships=live[MEMBERSHIPS][["id", "user_id", "organization_id"]].reset_index(drop=True),
+        )
+
+
 @dataclass
 class Snapshot:
     """One frame per entity, either from Clerk or from the mirror."""

@@ -290,6 +290,7 @@ def _read_only_plan(*, user_ids: list[str], organization_ids: list[str]) -> Sync
     from sync_pipeline.clerk.snapshot import read_clerk
     from sync_pipeline.diff.rules import plan_sync
     from sync_pipeline.mirror.snapshot import read_mirror_if_present
+    from sync_pipeline.model import LiveKeys
 
     scope = SyncScope(user_ids=tuple(user_ids), organization_ids=tuple(organization_ids))
     client = ClerkClient(
@@ -305,7 +306,12 @@ def _read_only_plan(*, user_ids: list[str], organization_ids: list[str]) -> Sync
         app_tables = read_app_tables(engine, _app_tables_config(), scope)
     finally:
         engine.dispose()
-    clerk, _report = read_clerk(client, scope, include_private_metadata=settings.include_private_metadata())
+    clerk, _report = read_clerk(
+        client,
+        scope,
+        include_private_metadata=settings.include_private_metadata(),
+        mirror_live_keys=lambda: LiveKeys.of(mirror.snapshot),
+    )
     plan = plan_sync(clerk, mirror.snapshot, live_rows_before=mirror.live_rows)
     plan.app_tables = plan_app_tables(app_tables, clerk)
     return plan

@@ -12,6 +12,7 @@ from sync_pipeline.clerk.errors import (
     ClerkAuthError,
     ClerkConfigError,
     ClerkError,
+    ClerkIncompleteListError,
     ClerkRequestError,
     ClerkUnavailableError,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "ClerkClient",
     "ClerkConfigError",
     "ClerkError",
+    "ClerkIncompleteListError",
     "ClerkRequestError",
     "ClerkUnavailableError",
     "EndpointStats",

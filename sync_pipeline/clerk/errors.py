@@ -102,3 +102,22 @@ class ClerkUnavailableError(ClerkError):
         self.attempts = attempts
         self.last_status = last_status
         self.last_error = last_error
+
+
+class ClerkIncompleteListError(ClerkError):
+    """A full scan skipped rows, and too many of them are absent to read again one by one.
+
+    Rows a scan skipped would be planned as deleted, so the run stops before it plans
+    anything; the next run reads the list afresh.
+    """
+
+    def __init__(self, *, label: str, short_pages: int, unconfirmed: int, total_count: int | None = None) -> None:
+        super().__init__(
+            f"Clerk's {label} list came back short while it was read ({short_pages} page(s) short of what Clerk "
+            f"announced) and {unconfirmed} rows the mirror holds are absent from it, too many to read again by id: "
+            "nothing is planned or deleted this run; the next one reads the list afresh"
+        )
+        self.label = label
+        self.total_count = total_count
+        self.short_pages = short_pages
+        self.unconfirmed = unconfirmed

@@ -16,6 +16,7 @@ Each step is a thin adapter around a pure or I/O module; the logic lives in
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -45,7 +46,7 @@ from sync_pipeline.defs.resources import MirrorDatabase, SyncOptions
 from sync_pipeline.diff.plan import SyncPlan
 from sync_pipeline.diff.rules import plan_sync
 from sync_pipeline.mirror.apply import ApplyResult, SyncRunRecord, apply_plan, record_sync_run
-from sync_pipeline.mirror.snapshot import MirrorState, read_mirror
+from sync_pipeline.mirror.snapshot import MirrorState, read_live_keys, read_mirror
 from sync_pipeline.errors import ConfigurationError
 from sync_pipeline.model import ENTITIES, Snapshot, SyncScope
 from sync_pipeline.webhooks import inbox
@@ -152,7 +153,16 @@ def sync_scope(context: AssetExecutionContext, mirror_db: MirrorDatabase, sync_o
 )
 def clerk_snapshot(sync_scope: SyncScope, clerk: ClerkClient, mirror_db: MirrorDatabase) -> Output[Snapshot]:
     started = time.perf_counter()
-    snapshot, report = read_clerk(clerk, sync_scope, include_private_metadata=mirror_db.include_private_metadata)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mirror-live-keys") as pool:
+        # The mirror's live ids, which a full scan's absences are checked against, are read
+        # while Clerk is paged: the database works while the client waits on the network.
+        live_keys = pool.submit(read_live_keys, mirror_db.engine, mirror_db.db_schema) if sync_scope.is_full else None
+        snapshot, report = read_clerk(
+            clerk,
+            sync_scope,
+            include_private_metadata=mirror_db.include_private_metadata,
+            mirror_live_keys=live_keys.result if live_keys is not None else None,
+        )
     requests = sum(stats.get("requests", 0) for stats in report.fetch_stats.values())
     throttled = sum(stats.get("responses_429", 0) for stats in report.fetch_stats.values())
     retries = sum(stats.get("retries", 0) for stats in report.fetch_stats.values())
@@ -162,6 +172,9 @@ def clerk_snapshot(sync_scope: SyncScope, clerk: ClerkClient, mirror_db: MirrorD
             "scope": MetadataValue.text(sync_scope.describe()),
             **{f"rows.{entity}": MetadataValue.int(count) for entity, count in report.rows.items()},
             **{f"repeats_dropped.{entity}": MetadataValue.int(count) for entity, count in report.repeats_dropped.items()},
+            **{f"absent_from_scan.{entity}": MetadataValue.int(n) for entity, n in report.absent.items()},
+            **{f"refound_by_id.{entity}": MetadataValue.int(n) for entity, n in report.refound.items()},
+            **{f"absences_unconfirmed.{entity}": MetadataValue.int(n) for entity, n in report.unconfirmed.items()},
             "requests": MetadataValue.int(requests),
             "responses_429": MetadataValue.int(throttled),
             "retries": MetadataValue.int(retries),

@@ -18,6 +18,7 @@ from itertools import count
 import pytest
 import sqlalchemy as sa
 
+from sync_pipeline.clerk import snapshot as clerk_snapshot_module
 from sync_pipeline.clerk.client import ClerkClient
 from sync_pipeline.emulator import EmulatorServer, FaultKind
 from sync_pipeline.model import USERS
@@ -29,7 +30,7 @@ from sync_pipeline_tests.faults.support import (
     mirror_against_clerk,
     run,
 )
-from sync_pipeline_tests.harness import SyncHarness
+from sync_pipeline_tests.harness import SyncHarness, clerk_ids
 
 KEY = "sk_live_fault_suite_clerk_key_0123456789"
 USERS_N, ORGS_N = 200, 20
@@ -176,45 +177,114 @@ def test_rows_changing_ahead_of_the_reader_are_all_seen(clerk: SyncHarness, faul
     assert_mirror_equals_clerk(clerk, fault_report)
 
 
-# ------------------------------------------------- pages that lose rows: known bugs (xfail)
+# --------------------------------------------- pages that lose rows: absences read again by id
 
-SHORT_SCAN_BUG = (
-    "A full scan whose pages came back short inside the announced range (FetchStats.early_short_pages > 0) "
-    "is planned as if complete, so the rows it skipped are soft-deleted. Fix in sync_pipeline/clerk/snapshot.py "
-    "(read_clerk): after each full-scan fetch, if result.stats.early_short_pages, fetch that list once more into "
-    "the same FrameBuilder (it keeps one row per id), and if the second read is short too, raise so the run "
-    "fails before sync_plan; the client now counts a short last page and a short first page too."
-)
+# Found here: a full scan that skipped rows (a short page, or a deletion behind the reader
+# shifting the rest up) was planned as complete, and the rows it skipped were soft-deleted.
+# Every live mirror id a full scan misses is now read again by id before it is believed gone.
 
 
-@pytest.mark.xfail(strict=True, reason=SHORT_SCAN_BUG)
 def test_a_page_with_fewer_rows_than_total_count_promised_deletes_nobody(clerk: SyncHarness, fault_report: FaultReport) -> None:
-    before = clerk.row_versions()
     # The second page of users comes back one row short; /users/count still says 200-odd.
     clerk.emulator.faults.add(FaultKind.SHORT_PAGE, path_prefix="/v1/users", skip=2, missing_rows=1)
 
     result = run(clerk, fault_report)
 
-    if result.success:
-        assert_mirror_equals_clerk(clerk, fault_report, known_bug=True)
-    else:
-        assert_nothing_written(clerk, fault_report, before, known_bug=True)
+    assert result.success, failure(result)
+    metadata = snapshot_metadata(result)
+    assert metadata["fetch_stats"]["users"]["early_short_pages"] == 1
+    assert (metadata["absent_from_scan.users"], metadata["refound_by_id.users"]) == (1, 1)
+    assert_mirror_equals_clerk(clerk, fault_report)
 
 
-@pytest.mark.xfail(strict=True, reason=SHORT_SCAN_BUG)
 def test_a_deletion_behind_the_reader_loses_no_row(clerk: SyncHarness, fault_report: FaultReport) -> None:
     """A user on a page already read is deleted: every later row moves up one offset, and one is skipped."""
     store = clerk.emulator.store
     users = [u["id"] for u in store.iter_users()]
-    before = clerk.row_versions()
     clerk.emulator.faults.add(FaultKind.CALLBACK, path_prefix="/v1/users", skip=3, action=lambda: store.delete_user(users[10]))
 
     result = run(clerk, fault_report, client={"max_concurrency": 1})
 
-    if result.success:
-        assert_mirror_equals_clerk(clerk, fault_report, known_bug=True)
-    else:
-        assert_nothing_written(clerk, fault_report, before, known_bug=True)
+    assert result.success, failure(result)
+    metadata = snapshot_metadata(result)
+    # The one shifted past the reader was absent, and found by id.
+    assert (metadata["absent_from_scan.users"], metadata["refound_by_id.users"]) == (1, 1)
+    # The deleted one had been read before it went: this run mirrors it as read, the next one follows.
+    assert clerk.row(USERS, users[10])["deleted_at"] is None
+    assert run(clerk, fault_report).success
+    assert clerk.row(USERS, users[10])["deleted_at"] is not None
+    assert_mirror_equals_clerk(clerk, fault_report)
+
+
+def test_a_deletion_behind_the_reader_balanced_by_a_creation_loses_no_row(clerk: SyncHarness, fault_report: FaultReport) -> None:
+    """Every page comes back full, so no page shows the skip: only the read by id does."""
+    store = clerk.emulator.store
+    users = [u["id"] for u in store.iter_users()]
+    created: list[str] = []
+
+    def delete_one_create_one() -> None:
+        store.delete_user(users[10])
+        created.append(store.create_user(email_addresses=["balanced@example.com"], first_name="Balanced")["id"])
+
+    clerk.emulator.faults.add(FaultKind.CALLBACK, path_prefix="/v1/users", skip=3, action=delete_one_create_one)
+
+    result = run(clerk, fault_report, client={"max_concurrency": 1})
+
+    assert result.success, failure(result)
+    metadata = snapshot_metadata(result)
+    assert metadata["fetch_stats"]["users"]["early_short_pages"] == 0
+    assert (metadata["absent_from_scan.users"], metadata["refound_by_id.users"]) == (1, 1)
+    assert clerk.row(USERS, created[0])["deleted_at"] is None  # read past the announced end
+    assert run(clerk, fault_report).success
+    assert clerk.row(USERS, users[10])["deleted_at"] is not None
+    assert_mirror_equals_clerk(clerk, fault_report)
+
+
+def test_a_membership_skipped_by_the_scan_is_read_again_through_its_user(clerk: SyncHarness, fault_report: FaultReport) -> None:
+    clerk.emulator.faults.add(FaultKind.SHORT_PAGE, path_prefix="/v1/organization_memberships", skip=1, missing_rows=1)
+
+    result = run(clerk, fault_report)
+
+    assert result.success, failure(result)
+    metadata = snapshot_metadata(result)
+    assert metadata["refound_by_id.organization_memberships"] == 1
+    assert "confirm_memberships_of_users" in metadata["fetch_stats"] or "confirm_memberships_of_organizations" in metadata["fetch_stats"]
+    assert_mirror_equals_clerk(clerk, fault_report)
+
+
+def test_too_many_absences_after_a_short_scan_fail_the_run_and_delete_nothing(
+    clerk: SyncHarness, fault_report: FaultReport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    changes = change_clerk(clerk)  # a deletion is waiting: it must not happen
+    before = clerk.row_versions()
+    runs_before = len(clerk.sync_runs())
+    monkeypatch.setattr(clerk_snapshot_module, "MAX_CONFIRM_REQUESTS", 0)  # nothing may be read by id
+    clerk.emulator.faults.add(FaultKind.SHORT_PAGE, path_prefix="/v1/users", skip=2, missing_rows=1)
+
+    result = run(clerk, fault_report)
+
+    assert not result.success
+    text = failure(result)
+    assert "ClerkIncompleteListError" in text and "users" in text, text
+    assert_nothing_written(clerk, fault_report, before)
+    assert clerk.row(USERS, changes["deleted"])["deleted_at"] is None
+    assert len(clerk.sync_runs()) == runs_before  # failed reading Clerk, before sync_plan
+
+
+def test_too_many_absences_after_a_clean_scan_are_believed_and_reported(
+    clerk: SyncHarness, fault_report: FaultReport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    changes = change_clerk(clerk)
+    gone = clerk.live_ids(USERS) - clerk_ids(clerk.emulator)["users"]  # this deletion, and any an earlier case left
+    monkeypatch.setattr(clerk_snapshot_module, "MAX_CONFIRM_REQUESTS", 0)
+
+    result = run(clerk, fault_report)
+
+    assert result.success, failure(result)
+    assert changes["deleted"] in gone
+    assert snapshot_metadata(result)["absences_unconfirmed.users"] == len(gone)
+    assert clerk.row(USERS, changes["deleted"])["deleted_at"] is not None
+    assert_mirror_equals_clerk(clerk, fault_report)
 
 
 # ------------------------------------------------ faults that never clear: fail, delete nothing
