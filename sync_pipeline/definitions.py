@@ -10,6 +10,7 @@ from sync_pipeline import settings
 from sync_pipeline.clerk.client import ClerkClient
 from sync_pipeline.defs import assets, checks
 from sync_pipeline.defs.alerts import sync_check_alerts, sync_failure_alerts
+from sync_pipeline.defs.io_managers import FrameFilesystemIOManager
 from sync_pipeline.defs.jobs import full_sync_job, partial_sync_job
 from sync_pipeline.defs.resources import MirrorDatabase, SyncOptions
 from sync_pipeline.defs.schedules import daily_full_sync
@@ -34,7 +35,13 @@ def build_resources() -> dict:
 
 
 def build_definitions(resources: dict) -> Definitions:
-    """The code location over the given resources (tests pass their own)."""
+    """The code location over the given resources (tests pass their own).
+
+    Step outputs go through :class:`FrameFilesystemIOManager` unless ``resources`` names
+    another ``io_manager``: a run may execute each step in its own process, and Dagster's
+    default pickles a million-row snapshot to disk and back at every hand-off.
+    """
+    resources = {"io_manager": FrameFilesystemIOManager(), **resources}
     return Definitions(
         assets=load_assets_from_modules([assets]),
         asset_checks=load_asset_checks_from_modules([assets, checks]),

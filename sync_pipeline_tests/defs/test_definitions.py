@@ -32,6 +32,12 @@ def test_the_asset_graph_runs_from_snapshots_to_the_mirror_tables() -> None:
         assert AssetKey("sync_plan") in graph.get(key).parent_keys
 
 
+def test_steps_hand_frames_over_as_memory_mapped_arrow_not_pickles() -> None:
+    from sync_pipeline.defs.io_managers import FrameFilesystemIOManager
+
+    assert isinstance(defs.resources["io_manager"], FrameFilesystemIOManager)
+
+
 def test_the_guard_blocks_and_the_integrity_checks_sit_beside_their_tables() -> None:
     checks = {(key.asset_key.to_user_string(), key.name) for key in defs.resolve_asset_graph().asset_check_keys}
 
