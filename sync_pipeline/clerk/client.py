@@ -45,6 +45,7 @@ from urllib.parse import quote
 
 import dagster as dg
 import httpx
+import orjson
 from aiolimiter import AsyncLimiter
 from pydantic import Field, PrivateAttr
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
@@ -514,6 +515,16 @@ class _BadShape(ValueError):
 _NOT_FOUND = object()
 
 
+def _decode_json(response: httpx.Response) -> Any:
+    """The body as JSON: orjson (several times the stdlib's speed on 500-row pages), or the
+    stdlib where orjson refuses what it accepts (lone surrogates, integers past 64 bits,
+    1e999), so every body reads exactly as ``response.json()`` would read it."""
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return response.json()
+
+
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP-date).
 
@@ -726,7 +737,7 @@ class _Call:
         if not 200 <= status < 300:
             raise self._request_error(request, response)
         try:
-            return request.parse(response.json())
+            return request.parse(_decode_json(response))
         except _BadShape as error:
             raise _Transient(f"unexpected body from HTTP {status}: {error}", status=status) from error
         except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
