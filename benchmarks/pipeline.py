@@ -9,8 +9,8 @@ snapshot      ``read_mirror`` (``mirror_snapshot``)
 diff          ``plan_sync`` + ``plan_metadata`` (``sync_plan``) + ``delete_guard_violations``
               (the ``delete_guard`` check)
 apply         ``apply_plan`` (``mirror_tables``)
-verify        ``read_mirror`` + ``plan_sync`` of the scope after the apply (``mirror_tables``'
-              ``matches_clerk`` checks)
+verify        ``read_back``: the rows written, read again and planned against Clerk
+              (``mirror_tables``' ``matches_clerk`` checks)
 ============  ======================================================================
 
 Dagster's own cost (run start, step launch, the IO manager handing outputs between
@@ -26,6 +26,7 @@ from typing import Any
 
 from sync_pipeline.clerk.client import ClerkClient
 from sync_pipeline.clerk.snapshot import read_clerk
+from sync_pipeline.defs.assets import read_back
 from sync_pipeline.defs.metadata import plan_metadata
 from sync_pipeline.defs.resources import MirrorDatabase
 from sync_pipeline.diff.guard import delete_guard_violations
@@ -135,16 +136,14 @@ def run_sync(
         result = apply_plan(engine, schema, plan, record, mirror_db.apply_settings)
         phase.rows = result.total_rows_written
         phase.extra["written"] = result.rows_written
-    kept_plan = plan if keep_plan else None
-    del plan
-
     with recorder.phase(case, "verify") as phase:
-        after = read_mirror(engine, schema, scope)
-        leftover = plan_sync(clerk_snapshot, after.snapshot, live_rows_before=after.live_rows)
+        after, leftover = read_back(mirror_db, plan, clerk_snapshot)
         phase.rows = sum(after.snapshot.row_counts().values())
         left = sum(len(leftover.entity(e).upserts) + len(leftover.entity(e).deletes) for e in ENTITIES)
         phase.extra["rows_still_differing"] = left
     del after, leftover
+    kept_plan = plan if keep_plan else None
+    del plan
 
     return SyncOutcome(
         clerk=clerk_snapshot,

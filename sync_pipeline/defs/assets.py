@@ -46,7 +46,7 @@ from sync_pipeline.defs.resources import MirrorDatabase, SyncOptions
 from sync_pipeline.diff.plan import SyncPlan
 from sync_pipeline.diff.rules import plan_sync
 from sync_pipeline.mirror.apply import ApplyResult, SyncRunRecord, apply_plan, record_sync_run
-from sync_pipeline.mirror.snapshot import MirrorState, read_live_keys, read_mirror
+from sync_pipeline.mirror.snapshot import MirrorState, read_live_keys, read_mirror, read_mirror_rows
 from sync_pipeline.errors import ConfigurationError
 from sync_pipeline.model import ENTITIES, Snapshot, SyncScope
 from sync_pipeline.webhooks import inbox
@@ -253,7 +253,8 @@ def sync_plan(clerk_snapshot: Snapshot, mirror_snapshot: DatabaseSnapshot, sync_
         AssetCheckSpec(
             "matches_clerk",
             asset=key,
-            description="Read back after apply, the table in scope equals Clerk's snapshot: nothing left to change.",
+            description="The rows the apply wrote, read back from the table, equal Clerk's snapshot: nothing left "
+            "to change (rows not written equalled Clerk when planned, and only a sync writes the mirror).",
         )
         for key in MIRROR_TABLE_KEYS.values()
     ]
@@ -301,8 +302,7 @@ def mirror_tables(
         record_sync_run(mirror_db.engine, mirror_db.db_schema, record, "failed", message=str(error).splitlines()[0][:500])
         raise
 
-    after = read_mirror(mirror_db.engine, mirror_db.db_schema, sync_plan.scope)
-    leftover = plan_sync(clerk_snapshot, after.snapshot, live_rows_before=after.live_rows)
+    after, leftover = read_back(mirror_db, sync_plan, clerk_snapshot)
     for entity, key in MIRROR_TABLE_KEYS.items():
         if key not in context.selected_asset_keys:
             continue
@@ -330,6 +330,23 @@ def mirror_tables(
         )
     if sync_plan.app_tables and APP_TABLES_KEY in context.selected_asset_keys:
         yield from _app_tables_results(mirror_db, sync_options, sync_plan, clerk_snapshot, result)
+
+
+def read_back(mirror_db: MirrorDatabase, plan: SyncPlan, clerk: Snapshot) -> tuple[MirrorState, SyncPlan]:
+    """The rows the apply wrote, read back from the mirror and planned against Clerk again.
+
+    Rows the plan did not write equalled Clerk when it was made, and nothing but a sync
+    (under the write lock) writes the mirror, so only what was written is read back: the
+    check costs what the sync changed, not the size of the tables. A no-op reads nothing.
+    """
+    touched = plan.touched_ids()
+    if not any(len(ids) for ids in touched.values()):
+        # Nothing written, nothing to read back: the plan itself found no difference.
+        live = {name: entity.live_rows_before for name, entity in plan.entities.items()}
+        empty = Snapshot(scope=plan.scope, **{e: clerk.frame(e).iloc[0:0] for e in ENTITIES})
+        return MirrorState(snapshot=empty, live_rows=live), plan
+    after = read_mirror_rows(mirror_db.engine, mirror_db.db_schema, touched, plan.scope)
+    return after, plan_sync(clerk.only(touched, plan.scope), after.snapshot, live_rows_before=after.live_rows)
 
 
 def _app_tables_results(

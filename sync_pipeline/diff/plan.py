@@ -59,6 +59,10 @@ class EntityPlan:
     def is_noop(self) -> bool:
         return self.upserts.empty and self.deletes.empty
 
+    def touched_ids(self) -> pd.Series:
+        """Every id this plan writes: upserted or deleted."""
+        return pd.concat([self.upserts["id"], self.deletes["id"]], ignore_index=True).astype("string")
+
 
 @dataclass
 class AppTablePlan:
@@ -119,6 +123,10 @@ class SyncPlan:
 
     def entity(self, name: str) -> EntityPlan:
         return self.entities[name]
+
+    def touched_ids(self) -> dict[str, pd.Series]:
+        """By mirror table, every id this plan writes: what a read-back after the apply checks."""
+        return {name: plan.touched_ids() for name, plan in self.entities.items()}
 
     def counts(self) -> dict[str, dict[str, int]]:
         return {name: self.entities[name].counts() for name in ENTITIES}

@@ -139,9 +139,12 @@ def _frame(table: pa.Table, entity: str, kinds: dict[str, str]) -> pd.DataFrame:
     return pd.DataFrame(columns, copy=False).pipe(model.conform, entity, mirror=True)
 
 
-def read_entity(connection: Connection, schema: str, entity: str, scope: SyncScope) -> pd.DataFrame:
+def read_entity(
+    connection: Connection, schema: str, entity: str, scope: SyncScope, *, ids: list[str] | None = None
+) -> pd.DataFrame:
+    """The mirror rows of ``entity`` in ``scope`` (or, given ``ids``, those rows only)."""
     select_list, kinds = _select_list(entity)
-    where, params = _scope_filter(entity, scope)
+    where, params = ("id = ANY(%(ids)s)", {"ids": ids}) if ids is not None else _scope_filter(entity, scope)
     query = f'COPY (SELECT {select_list} FROM "{schema}".{entity} WHERE {where} ORDER BY id) TO STDOUT (FORMAT csv, HEADER)'
     raw_connection = connection.connection.driver_connection
     with raw_connection.cursor() as cursor:
@@ -219,6 +222,28 @@ def read_mirror(engine: Engine, schema: str, scope: SyncScope) -> MirrorState:
             # A full scope has just read every row: count them here rather than scan each
             # table again (an index-only count fetches every heap row until a vacuum).
             counts = _live_rows_in(frames) if scope.is_full else live_row_counts(connection, schema)
+    return MirrorState(snapshot=Snapshot(scope=scope, **frames), live_rows=counts)
+
+
+# Past this many ids, reading the whole scope and keeping the ids is faster than a lookup.
+_IDS_BY_LOOKUP = 20_000
+
+
+def _rows_of(connection: Connection, schema: str, entity: str, scope: SyncScope, ids: pd.Series) -> pd.DataFrame:
+    if len(ids) <= _IDS_BY_LOOKUP:
+        return read_entity(connection, schema, entity, scope, ids=ids.dropna().tolist())
+    frame = read_entity(connection, schema, entity, scope)
+    return frame[frame["id"].isin(ids)].reset_index(drop=True)
+
+
+def read_mirror_rows(engine: Engine, schema: str, ids: dict[str, pd.Series], scope: SyncScope) -> MirrorState:
+    """The mirror rows of these ids (by entity) as a snapshot of ``scope``, and each table's
+    live row count: what an apply wrote, read back to check it."""
+    with engine.connect() as connection:
+        connection = connection.execution_options(isolation_level="REPEATABLE READ")
+        with connection.begin():
+            frames = {entity: _rows_of(connection, schema, entity, scope, ids[entity]) for entity in ENTITIES}
+            counts = live_row_counts(connection, schema)
     return MirrorState(snapshot=Snapshot(scope=scope, **frames), live_rows=counts)
 
 

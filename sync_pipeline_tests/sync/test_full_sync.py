@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+import sqlalchemy as sa
+
 from sync_pipeline.definitions import build_definitions
+from sync_pipeline.mirror import snapshot as mirror_snapshot
 from sync_pipeline.defs.resources import MirrorDatabase
 from sync_pipeline.emulator import EmulatorServer, FaultKind
 from sync_pipeline.model import MEMBERSHIPS, ORGANIZATIONS, USERS
@@ -285,3 +289,31 @@ def test_private_metadata_can_be_kept_out_of_the_mirror(harness: SyncHarness) ->
     )["n"][0]
     assert embedded == 0
     assert harness.query("SELECT count(*) AS n FROM {schema}.users")["n"][0] == len(clerk_ids(harness.emulator)[USERS])
+
+
+@pytest.mark.parametrize("lookup_limit", [20_000, 0], ids=["by-id", "whole-scope"])
+def test_the_read_back_check_fails_when_a_written_row_is_not_what_clerk_holds(
+    harness: SyncHarness, monkeypatch: pytest.MonkeyPatch, lookup_limit: int
+) -> None:
+    """matches_clerk reads back what the apply wrote: a row the database altered on its way in is caught,
+    whether the written rows are looked up by id or picked out of the whole scope."""
+    monkeypatch.setattr(mirror_snapshot, "_IDS_BY_LOOKUP", lookup_limit)
+    assert harness.run().success
+    users = [u["id"] for u in harness.emulator.store.iter_users()]
+    harness.emulator.store.update_user(users[3], first_name="Written")
+    schema = harness.schema
+    with harness.engine.begin() as connection:
+        connection.execute(sa.text(
+            f'CREATE FUNCTION "{schema}".tamper() RETURNS trigger LANGUAGE plpgsql AS '
+            "$$ BEGIN NEW.first_name := 'Tampered'; RETURN NEW; END $$"
+        ))
+        connection.execute(sa.text(
+            f'CREATE TRIGGER tamper BEFORE UPDATE ON "{schema}".users FOR EACH ROW EXECUTE FUNCTION "{schema}".tamper()'
+        ))
+
+    result = harness.run()
+
+    assert result.success  # the check reports; it does not undo the sync
+    assert not check_result(result, "matches_clerk", USERS)
+    assert check_result(result, "matches_clerk", ORGANIZATIONS)
+    assert harness.row(USERS, users[3])["first_name"] == "Tampered"
