@@ -35,7 +35,7 @@ from sync_pipeline.app_tables import apply as app_tables_apply
 from sync_pipeline.diff.plan import CHANGE_KINDS, DELETE, INSERT, SyncPlan
 from sync_pipeline.errors import SyncLockTimeout
 from sync_pipeline.mirror.changes import announce_changes
-from sync_pipeline.mirror.staging import copy_into_stage
+from sync_pipeline.mirror.staging import copy_into_stage, copy_into_table, direct_load_table
 from sync_pipeline.model import ENTITIES, MEMBERSHIPS, ORGANIZATIONS, USERS
 
 # Deletes walk from dependants to parents, upserts from parents to dependants.
@@ -147,6 +147,33 @@ def _write_condition(entity: str, alias: str) -> str:
         f"(m.updated_at IS NULL OR {new['updated_at']} IS NULL OR m.updated_at <= {new['updated_at']}) "
         f"AND (m.deleted_at IS NOT NULL OR ({mirrored}) IS DISTINCT FROM ({', '.join(new.values())}))"
     )
+
+
+def _load_into_empty_table(connection: Connection, schema: str, entity: str, upserts: pd.DataFrame) -> bool:
+    """COPY the rows straight into the table when it holds none yet (a first sync): nothing
+    to conflict with, compare or join. Checked under the write lock, so it stays empty."""
+    if not (upserts["change_kind"] == INSERT).all():
+        return False
+    if connection.execute(sa.text(f'SELECT EXISTS (SELECT 1 FROM "{schema}".{entity})')).scalar_one():
+        return False
+    table = direct_load_table(entity, upserts)
+    if table is None:
+        return False
+    copy_into_table(connection, schema, entity, table)
+    return True
+
+
+def _audit_direct_load(connection: Connection, schema: str, entity: str, sync_run_id: int) -> int:
+    """One sync_changes row per row the direct load inserted: every row the table now holds."""
+    return connection.execute(
+        sa.text(
+            f"""
+            INSERT INTO "{schema}".sync_changes (sync_run_id, entity, entity_id, change_kind)
+            SELECT :run, :entity, id, '{INSERT}' FROM "{schema}".{entity}
+            """
+        ),
+        {"run": sync_run_id, "entity": entity},
+    ).rowcount
 
 
 def _upsert(connection: Connection, schema: str, entity: str) -> int:
@@ -266,6 +293,9 @@ def apply_plan(
         for entity in UPSERT_ORDER:
             upserts = plan.entity(entity).upserts
             if upserts.empty:
+                continue
+            if _load_into_empty_table(connection, schema, entity, upserts):
+                rows_written[entity][INSERT] = _audit_direct_load(connection, schema, entity, sync_run_id)
                 continue
             copy_into_stage(connection, entity, upserts)
             audited = _audit_upserts(connection, schema, entity, sync_run_id)

@@ -2,6 +2,8 @@
 
 The apply step writes every mirror row from ``stage_<entity>`` with set-based SQL; this
 module only gets the rows there. ``COPY FROM STDIN`` is the bulk path Postgres offers.
+Into a table that is still empty (a first sync) the rows go straight in, with no staging
+table, no join and no conflict to look for: half the work of the staged path.
 
 The rows travel as CSV written by pyarrow in C++ from the frame's Arrow columns (the
 text columns are Arrow already, so nothing is converted row by row in Python), a slice
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -62,12 +65,50 @@ def copy_into_stage(connection: Connection, entity: str, upserts: pd.DataFrame) 
     table = stage_table(entity, upserts)
     cursor = connection.connection.driver_connection.cursor()
     with cursor.copy(f"COPY stage_{entity} ({', '.join(names)}) FROM STDIN (FORMAT csv)") as copy:
-        for start in range(0, table.num_rows, _ROWS_PER_SLICE):
-            rows = table.slice(start, _ROWS_PER_SLICE)
-            sink = pa.BufferOutputStream()
-            pacsv.write_csv(rows, sink, _CSV_OPTIONS)
-            copy.write(sink.getvalue())
-            release_spilled_pages(rows.column("raw"))  # read once; back to the page cache
+        _write_csv(copy, table)
     # Statistics for the join on id (and the row count); skipping the other columns keeps
     # ANALYZE from reading every sampled raw document (about a tenth of the staging time).
     connection.execute(sa.text(f"ANALYZE stage_{entity} (id)"))
+
+
+# Epoch milliseconds the direct load writes as timestamps; outside (years 1900 to 9999)
+# a row goes through the staging table, whose SQL conversion handles any value.
+_SAFE_MILLIS = (-2_208_988_800_000, 253_402_300_799_999)
+
+
+def direct_load_table(entity: str, rows: pd.DataFrame) -> pa.Table | None:
+    """``rows`` as the mirror table's own columns (timestamps as timestamps), or None when a
+    timestamp is out of the range the CSV text round-trips exactly."""
+    columns = {}
+    for name, kind in model.COLUMNS[entity].items():
+        column = _arrow_column(rows[name], _ARROW_TYPE[kind])
+        if kind == model.MILLIS:
+            low, high = pc.min_max(column).values()
+            if (low.is_valid and low.as_py() < _SAFE_MILLIS[0]) or (high.is_valid and high.as_py() > _SAFE_MILLIS[1]):
+                return None
+            column = column.cast(pa.timestamp("ms", tz="UTC"))
+        columns[name] = column
+    return pa.table(columns)
+
+
+def copy_into_table(connection: Connection, schema: str, entity: str, table: pa.Table) -> None:
+    """``COPY`` rows straight into an empty mirror table (synced_at and deleted_at take their defaults).
+
+    Its indexes stay: dropping and rebuilding them would lock readers out of the table
+    for the whole first sync, for a fifth of the load time.
+    """
+    cursor = connection.connection.driver_connection.cursor()
+    with cursor.copy(f'COPY "{schema}".{entity} ({", ".join(table.column_names)}) FROM STDIN (FORMAT csv)') as copy:
+        _write_csv(copy, table)
+
+
+def _write_csv(copy, table: pa.Table) -> None:  # noqa: ANN001 - psycopg's Copy
+    # Slice by slice: the CSV text of a million users never sits in memory at once. (Writing
+    # the next slices in a thread while Postgres reads was measured: no gain, Postgres is the
+    # bound.)
+    for start in range(0, table.num_rows, _ROWS_PER_SLICE):
+        rows = table.slice(start, _ROWS_PER_SLICE)
+        sink = pa.BufferOutputStream()
+        pacsv.write_csv(rows, sink, _CSV_OPTIONS)
+        copy.write(sink.getvalue())
+        release_spilled_pages(rows.column("raw"))  # read once; back to the page cache
