@@ -259,10 +259,5 @@ class Snapshot:
     def frame(self, entity: str) -> pd.DataFrame:
         return getattr(self, entity)
 
-    def only(self, ids: dict[str, pd.Series], scope: SyncScope) -> "Snapshot":
-        """The rows of these ids only (by entity), as a snapshot of ``scope``."""
-        frames = {entity: self.frame(entity)[self.frame(entity)["id"].isin(ids[entity])].reset_index(drop=True) for entity in ENTITIES}
-        return Snapshot(scope=scope, nul_replaced=self.nul_replaced, **frames)
-
     def row_counts(self) -> dict[str, int]:
         return {entity: len(self.frame(entity)) for entity in ENTITIES}

@@ -40,6 +40,7 @@ from dagster import (
 from sync_pipeline.app_tables.rules import plan_app_tables
 from sync_pipeline.app_tables.snapshot import AppTablesSnapshot, read_app_tables
 from sync_pipeline.clerk.client import ClerkClient
+from sync_pipeline.clerk.normalize import select_rows
 from sync_pipeline.clerk.snapshot import read_clerk
 from sync_pipeline.defs.metadata import counts_metadata, plan_metadata, sample_table
 from sync_pipeline.defs.resources import MirrorDatabase, SyncOptions
@@ -346,7 +347,13 @@ def read_back(mirror_db: MirrorDatabase, plan: SyncPlan, clerk: Snapshot) -> tup
         empty = Snapshot(scope=plan.scope, **{e: clerk.frame(e).iloc[0:0] for e in ENTITIES})
         return MirrorState(snapshot=empty, live_rows=live), plan
     after = read_mirror_rows(mirror_db.engine, mirror_db.db_schema, touched, plan.scope)
-    return after, plan_sync(clerk.only(touched, plan.scope), after.snapshot, live_rows_before=after.live_rows)
+    # select_rows filters Arrow text chunk by chunk: a plain mask would copy every raw document.
+    written = Snapshot(
+        scope=plan.scope,
+        nul_replaced=clerk.nul_replaced,
+        **{e: select_rows(clerk.frame(e), clerk.frame(e)["id"].isin(touched[e]).to_numpy()) for e in ENTITIES},
+    )
+    return after, plan_sync(written, after.snapshot, live_rows_before=after.live_rows)
 
 
 def _app_tables_results(
