@@ -22,11 +22,14 @@ class RssSampler:
     Two figures: the resident set size (RSS: anonymous memory plus mapped file pages
     that are resident), and its anonymous part (RSS minus file-backed and shared pages:
     what the process cannot give back without swapping). ``peak()`` gives the highest of
-    each since ``reset()``; the sampler's own work is one read of /proc every 20 ms.
+    each since ``reset()``, summed over this process and its helper processes (the second
+    scan process), but not the emulator's; the sampler reads /proc every 20 ms.
     """
 
     def __init__(self, interval: float = 0.02) -> None:
         self._process = psutil.Process()
+        self.excluded_pids: set[int] = set()  # children that are not the sync (the emulator's process)
+        self._verdicts: dict[int, bool] = {}
         self._interval = interval
         self._lock = threading.Lock()
         self._peak = self.sample()
@@ -34,9 +37,36 @@ class RssSampler:
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
         self._thread.start()
 
+    def _counts(self, process: psutil.Process) -> bool:
+        """Whether a child is part of the sync: a Python worker of ours, not Clerk's emulator,
+        multiprocessing's resource tracker or a database server."""
+        if process.pid in self.excluded_pids:
+            return False
+        if process.pid not in self._verdicts:
+            try:
+                command = " ".join(process.cmdline())
+            except psutil.Error:
+                return False
+            self._verdicts[process.pid] = (
+                "python" in command and "resource_tracker" not in command
+            )
+        return self._verdicts[process.pid]
+
     def sample(self) -> tuple[int, int]:
-        info = self._process.memory_info()
-        return info.rss, info.rss - getattr(info, "shared", 0)
+        """This process's memory plus its helper processes' (the second scan process)."""
+        rss = anon = 0
+        try:
+            children = [c for c in self._process.children(recursive=True) if self._counts(c)]
+        except psutil.Error:
+            children = []
+        for process in (self._process, *children):
+            try:
+                info = process.memory_info()
+            except psutil.Error:  # it ended meanwhile
+                continue
+            rss += info.rss
+            anon += info.rss - getattr(info, "shared", 0)
+        return rss, anon
 
     def _take(self) -> tuple[int, int]:
         rss, anon = self.sample()
@@ -74,7 +104,7 @@ class Phase:
     responses_429: int | None = None
     peak_rss_mb: float = 0.0
     peak_anon_mb: float = 0.0  # the anonymous part of RSS (no mapped file pages)
-    cpu_seconds: float = 0.0  # this process's user+system CPU during the phase
+    cpu_seconds: float = 0.0  # user+system CPU during the phase, this process's and its scan helper's
     floor_name: str | None = None
     floor_seconds: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -142,8 +172,10 @@ class Recorder:
         self._process = psutil.Process()
 
     def _cpu(self) -> float:
+        # Children's times count once they have ended and been waited for: the second scan
+        # process, within its phase (the emulator's only when it stops, after every case).
         times = self._process.cpu_times()
-        return times.user + times.system
+        return times.user + times.system + times.children_user + times.children_system
 
     @contextmanager
     def phase(self, case: Case, name: str) -> Iterator[Phase]:

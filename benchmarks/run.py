@@ -210,6 +210,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         with EmulatorProcess(args.users, args.orgs, args.latency_ms, args.rate, seed=args.seed) as emulator:
+            recorder.sampler.excluded_pids.add(emulator.pid)  # Clerk's memory is not the sync's
             results["emulator"] = {"pid": emulator.pid, "counts": emulator.counts(), "started_in_s": round(time.perf_counter() - started, 2)}
             client = ClerkClient(
                 secret_key=BENCH_SECRET_KEY,

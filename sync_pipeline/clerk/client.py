@@ -336,11 +336,12 @@ class ClerkClient(dg.ConfigurableResource):
 
     # ---- public API: full scans ----------------------------------------------------------
 
-    def fetch_users(self, on_page: OnPage | None = None) -> FetchResult:
+    def fetch_users(self, on_page: OnPage | None = None, *, total_count: int | None = None) -> FetchResult:
         """Every user of the instance (``GET /users``, oldest first).
 
-        Asks ``/users/count`` for the total, reads the pages concurrently, then reads past
-        the announced end until a short page.
+        Asks ``/users/count`` for the total (unless ``total_count`` is given: what
+        :meth:`count_users` just said), reads the pages concurrently, then reads past the
+        announced end until a short page.
         """
         return self._execute(
             "fetch_users",
@@ -351,8 +352,19 @@ class ClerkClient(dg.ConfigurableResource):
                 params={"order_by": "+created_at"},
                 count_endpoint=USERS_COUNT_ENDPOINT,
                 count_path="/users/count",
+                known_total=total_count,
             ),
         )
+
+    def fetch_user_count(self) -> FetchResult:
+        """How many users the instance holds (``GET /users/count``, one request), as ``.stats.total_count``."""
+
+        async def count(call: _Call) -> None:
+            call.stats.total_count = await call.get(
+                _Request(endpoint=USERS_COUNT_ENDPOINT, path="/users/count", params=(), parse=_count_of)
+            )
+
+        return self._execute("fetch_user_count", None, count)
 
     def fetch_organizations(self, on_page: OnPage | None = None) -> FetchResult:
         """Every organization (``GET /organizations?include_members_count=true``, oldest first)."""
@@ -814,6 +826,7 @@ class _Call:
         params: dict[str, str],
         count_endpoint: str | None = None,
         count_path: str | None = None,
+        known_total: int | None = None,
     ) -> None:
         size = self.page_size
         lengths: dict[int, int] = {}
@@ -825,7 +838,7 @@ class _Call:
             return len(rows)
 
         if count_path is not None:
-            total = await self.get(
+            total = known_total if known_total is not None else await self.get(
                 _Request(endpoint=count_endpoint or count_path, path=count_path, params=(), parse=_count_of)
             )
             first = 0

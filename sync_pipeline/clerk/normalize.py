@@ -618,6 +618,14 @@ class FrameBuilder:
             self.rows_seen += len(tuples)
         return len(tuples)
 
+    def add_frame(self, frame: pd.DataFrame, *, repeats_dropped: int = 0, nul_replaced_ids: Iterable[str] = ()) -> None:
+        """Take a frame another builder made (in another process) as if its pages came here."""
+        if len(frame):
+            self._chunks.append(frame)
+            self.rows_seen += len(frame)
+        self.repeats_dropped += repeats_dropped
+        self.nul_replaced_ids.extend(nul_replaced_ids)
+
     def _spilled(self, tuples: list[tuple], raws: list[bytes]) -> _SpilledPage:
         if self._spill is None:
             self._spill = _RawSpill()

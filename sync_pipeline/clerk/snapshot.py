@@ -13,8 +13,14 @@ missed is read again by id (100 users a request); what Clerk still has joins the
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
+import tempfile
 from collections.abc import Callable
+from contextlib import ExitStack
+from functools import partial
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -22,7 +28,8 @@ import pyarrow.compute as pc
 
 from sync_pipeline.clerk.client import IDS_PER_REQUEST, ClerkClient, FetchResult
 from sync_pipeline.clerk.errors import ClerkIncompleteListError
-from sync_pipeline.clerk.normalize import FrameBuilder
+from sync_pipeline.clerk.normalize import SPILL_DIR_VARIABLE, FrameBuilder
+from sync_pipeline.frame_files import dump_object, load_object
 from sync_pipeline.model import MEMBERSHIPS, ORGANIZATIONS, USERS, LiveKeys, Snapshot, SyncScope
 
 # Confirming absences costs a request per 100 users, per organization, and per user (or
@@ -30,6 +37,13 @@ from sync_pipeline.model import MEMBERSHIPS, ORGANIZATIONS, USERS, LiveKeys, Sna
 # production key's rate) the absences are not read one by one: they are believed when the
 # scan showed no sign of skipping, and the run fails when it did.
 MAX_CONFIRM_REQUESTS = 1000
+
+# Reading pages is CPU-bound Python (decoding and normalizing, ~60 us a row on one core:
+# several times the network's share at Clerk's rate limit), and the memberships are about
+# as many as the users. From this many users on, a full scan reads the memberships in a
+# second process while this one reads users and organizations, each at half the request
+# rate; below, starting the process (~2 s) costs more than it saves.
+PARALLEL_SCAN_MIN_USERS = 50_000
 
 
 @dataclass
@@ -71,6 +85,13 @@ class _Reader:
         self.report.fetch_stats[label] = result.stats.as_dict()
         self.short_pages[entity] = self.short_pages.get(entity, 0) + result.stats.early_short_pages
         return result
+
+    def take_scan(self, label: str, entity: str, scan: _ScanInAnotherProcess) -> None:
+        frame = load_object(Path(scan.path))  # memory-mapped: the file may go, the mapping stays
+        os.unlink(scan.path)
+        self.builders[entity].add_frame(frame, repeats_dropped=scan.repeats_dropped, nul_replaced_ids=scan.nul_replaced_ids)
+        self.report.fetch_stats[label] = scan.stats
+        self.short_pages[entity] = self.short_pages.get(entity, 0) + scan.short_pages
 
     def frames(self) -> dict[str, pd.DataFrame]:
         frames = {entity: builder.frame() for entity, builder in self.builders.items()}
@@ -122,6 +143,39 @@ class _Reader:
         self.report.refound[entity] = len(frames[entity]) - before
 
 
+@dataclass
+class _ScanInAnotherProcess:
+    """What a scan run in another process hands back: its frame in a file, and its figures."""
+
+    path: str
+    stats: dict
+    short_pages: int
+    repeats_dropped: int
+    nul_replaced_ids: list[str]
+
+
+def _scan_memberships_into(settings: dict, include_private_metadata: bool, path: str) -> _ScanInAnotherProcess:
+    """Runs in the second process: every membership, into a frame file at ``path``."""
+    client = ClerkClient(**settings)
+    builder = FrameBuilder(MEMBERSHIPS, include_private_metadata=include_private_metadata)
+    result = client.fetch_memberships(on_page=builder.add_page)
+    dump_object(builder.frame(), Path(path))
+    return _ScanInAnotherProcess(
+        path, result.stats.as_dict(), result.stats.early_short_pages, builder.repeats_dropped, builder.nul_replaced_ids
+    )
+
+
+def _with_rate(client: ClerkClient, requests_per_10s: int) -> dict:
+    """The client's settings, at another request rate."""
+    settings = {name: getattr(client, name) for name in type(client).model_fields}
+    return {**settings, "requests_per_10s": max(1, requests_per_10s)}
+
+
+def _can_scan_elsewhere(client: ClerkClient) -> bool:
+    # A test's fake transport or shortened rate window would not reach another process.
+    return client._transport is None and client._rate_window_seconds == 10.0
+
+
 def read_clerk(
     client: ClerkClient,
     scope: SyncScope,
@@ -136,9 +190,23 @@ def read_clerk(
     """
     reader = _Reader(client, include_private_metadata)
     if scope.is_full:
-        reader.fetch("users", USERS, client.fetch_users)
-        reader.fetch("organizations", ORGANIZATIONS, client.fetch_organizations)
-        reader.fetch("organization_memberships", MEMBERSHIPS, client.fetch_memberships)
+        # The user count decides; the users scan then starts from it rather than ask again.
+        users = None
+        if _can_scan_elsewhere(client):
+            counted = client.fetch_user_count()
+            reader.report.fetch_stats["users_count"] = counted.stats.as_dict()
+            users = counted.stats.total_count
+        with ExitStack() as stack:
+            memberships = None
+            if users is not None and users >= PARALLEL_SCAN_MIN_USERS:
+                memberships = _start_memberships_elsewhere(client, include_private_metadata, stack)
+                client = ClerkClient(**_with_rate(client, client.rate_limit_per_10s - client.rate_limit_per_10s // 2))
+            reader.fetch("users", USERS, partial(client.fetch_users, total_count=users))
+            reader.fetch("organizations", ORGANIZATIONS, client.fetch_organizations)
+            if memberships is None:
+                reader.fetch("organization_memberships", MEMBERSHIPS, client.fetch_memberships)
+            else:
+                reader.take_scan("organization_memberships", MEMBERSHIPS, memberships.get())
     else:
         if scope.user_ids:
             reader.fetch("users_by_id", USERS, client.fetch_users_by_id, list(scope.user_ids))
@@ -163,3 +231,18 @@ def read_clerk(
         if builder.nul_replaced_ids:
             nul_replaced[entity] = frozenset(builder.nul_replaced_ids)
     return Snapshot(scope=scope, nul_replaced=nul_replaced, **frames), report
+
+
+def _start_memberships_elsewhere(client: ClerkClient, include_private_metadata: bool, stack: ExitStack):  # noqa: ANN201
+    """Start the membership scan in a second process at half the client's request rate.
+
+    The process is killed when ``stack`` closes, so a failure here (a revoked key on the
+    users) does not wait for the memberships to finish.
+    """
+    directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="clerk-scan-", dir=os.environ.get(SPILL_DIR_VARIABLE)))
+    # spawn, not fork: this process may hold threads (Dagster's, the mirror read) and an event loop.
+    pool = multiprocessing.get_context("spawn").Pool(processes=1)
+    stack.callback(pool.join)
+    stack.callback(pool.terminate)
+    settings = _with_rate(client, client.rate_limit_per_10s // 2)
+    return pool.apply_async(_scan_memberships_into, (settings, include_private_metadata, str(Path(directory) / "memberships.frames")))
