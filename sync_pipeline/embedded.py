@@ -43,8 +43,30 @@ def start_embedded_postgres(data_dir: Path | None = None, *, stop_at_exit: bool 
         except ImportError:  # pragma: no cover - pgserver is a hard dependency off Windows
             raise ConfigurationError("DATABASE_URL is not set and the embedded Postgres (pgserver) is unavailable") from None
         server = pgserver.get_server(data_dir, cleanup_mode="stop" if stop_at_exit else None)
+    _tune_for_bulk_writes(server.get_uri())
     # pgserver's URI is libpq-style with the socket directory as host.
     return server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+# initdb's defaults suit a laptop's idle server, not a sync writing gigabytes in one
+# transaction: with 1 GB of WAL between checkpoints, a million-user sync forces a checkpoint
+# every few seconds, and every page it touches next is logged whole again. Both settings
+# apply on reload; the README recommends the same for a team's own server.
+_BULK_WRITE_SETTINGS = {"max_wal_size": "8GB", "wal_compression": "on"}
+
+
+def _tune_for_bulk_writes(uri: str) -> None:
+    import psycopg
+
+    with psycopg.connect(uri, autocommit=True) as connection:
+        current = dict(connection.execute(
+            "SELECT name, setting || coalesce(unit, '') FROM pg_settings WHERE name = ANY(%s)", [list(_BULK_WRITE_SETTINGS)]
+        ).fetchall())
+        if current.get("max_wal_size") == "8192MB" and current.get("wal_compression") in ("on", "pglz"):
+            return
+        for name, value in _BULK_WRITE_SETTINGS.items():
+            connection.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+        connection.execute("SELECT pg_reload_conf()")
 
 
 def database_url_or_embedded() -> str:

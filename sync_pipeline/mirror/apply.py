@@ -160,6 +160,11 @@ def _load_into_empty_table(connection: Connection, schema: str, entity: str, ups
     if table is None:
         return False
     copy_into_table(connection, schema, entity, table)
+    # The planner still sees an empty table until autovacuum comes by; the next statements
+    # (and the next sync's joins) should plan for what is there. Keys only: sampling raw
+    # documents would cost more than the whole rest of the statistics.
+    keys = "id, user_id, organization_id" if entity == MEMBERSHIPS else "id"
+    connection.execute(sa.text(f'ANALYZE "{schema}".{entity} ({keys})'))
     return True
 
 
