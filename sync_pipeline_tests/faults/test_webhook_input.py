@@ -441,6 +441,17 @@ def test_10000_shuffled_deliveries_with_30_percent_duplicates_under_load_converg
 # stale until the next full sync.
 
 
+def deliver_and_tick(harness: SyncHarness, events: list[dict]):  # noqa: ANN201
+    """Store these Clerk events in the inbox as the receiver would, and tick the sensor once: its one run request."""
+    for event in events:
+        inbox.store_delivery(harness.engine, harness.schema, svix_id=new_message_id(), svix_timestamp=None, payload=event)
+    with build_sensor_context(
+        instance=harness.instance, resources={"mirror_db": MirrorDatabase(database_url=harness.database_url, db_schema=harness.schema)}
+    ) as context:
+        (request,) = clerk_webhook_sensor(context).run_requests
+    return request
+
+
 def test_membership_events_leave_no_organization_stale(harness: SyncHarness, fault_report: FaultReport) -> None:
     assert run(harness, fault_report).success
     store = harness.emulator.store
@@ -449,12 +460,7 @@ def test_membership_events_leave_no_organization_stale(harness: SyncHarness, fau
     first = len(store.events)
     store.create_membership(organizations[7], users[50])
     store.delete_membership(next(m["id"] for m in store.iter_memberships() if m["organization"]["id"] == organizations[3]))
-    for event in store.events[first:]:
-        inbox.store_delivery(harness.engine, harness.schema, svix_id=new_message_id(), svix_timestamp=None, payload=event)
-    with build_sensor_context(
-        instance=harness.instance, resources={"mirror_db": MirrorDatabase(database_url=harness.database_url, db_schema=harness.schema)}
-    ) as context:
-        (request,) = clerk_webhook_sensor(context).run_requests
+    request = deliver_and_tick(harness, store.events[first:])
 
     assert run(harness, fault_report, job="partial_sync_job", run_config=request.run_config).success
     difference = mirror_against_clerk(harness)
@@ -470,12 +476,7 @@ def test_a_user_deleted_leaves_no_organization_stale(harness: SyncHarness, fault
     first = len(store.events)
     store.delete_user(member)
     assert [e["type"] for e in store.events[first:]] == ["user.deleted"]
-    for event in store.events[first:]:
-        inbox.store_delivery(harness.engine, harness.schema, svix_id=new_message_id(), svix_timestamp=None, payload=event)
-    with build_sensor_context(
-        instance=harness.instance, resources={"mirror_db": MirrorDatabase(database_url=harness.database_url, db_schema=harness.schema)}
-    ) as context:
-        (request,) = clerk_webhook_sensor(context).run_requests
+    request = deliver_and_tick(harness, store.events[first:])
 
     result = run(harness, fault_report, job="partial_sync_job", run_config=request.run_config)
 
