@@ -19,7 +19,6 @@ import time
 from dataclasses import dataclass
 
 import httpx
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from sync_pipeline.clerk.client import (
@@ -72,7 +71,6 @@ def bare_download(base_url: str, secret_key: str, needed: dict[str, int], concur
     received = 0
 
     async def main() -> None:
-        nonlocal received
         queue = iter(requests)
         headers = {"Authorization": f"Bearer {secret_key}", "Accept": "application/json"}
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)

@@ -46,7 +46,7 @@ from sync_pipeline.model import ENTITIES, USERS, SyncScope
 
 from benchmarks import floors
 from benchmarks.emulator_process import BENCH_SECRET_KEY, EmulatorProcess
-from benchmarks.measure import MB, Case, Phase, Recorder, max_rss_ever
+from benchmarks.measure import MB, Case, Recorder, max_rss_ever
 from benchmarks.pipeline import run_sync
 
 RESULTS_DIR = Path(__file__).parent / "results"
@@ -389,7 +389,6 @@ def _memory_scales(args: argparse.Namespace) -> list[dict[str, Any]]:
         subprocess.run(command, check=True, cwd=Path(__file__).resolve().parent.parent)
         data = json.loads(Path(path).read_text())
         os.unlink(path)
-        first = data["cases"]["first"]
         out.append(_scale_point(users, data))
     return out
 
@@ -487,7 +486,7 @@ def render(results: dict[str, Any]) -> str:
         f"{settings['latency_ms']:g} ms latency; {settings['rate_per_10s']} requests/10 s allowed, "
         f"client at {settings['client_rate_per_10s']}; driven: {settings['driven']}",
         "",
-        f"| case | phase | wall s | rows | rows/s | requests | 429s | peak RSS MB (anon) | CPU s | vs floor |",
+        "| case | phase | wall s | rows | rows/s | requests | 429s | peak RSS MB (anon) | CPU s | vs floor |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for case in results["cases"].values():

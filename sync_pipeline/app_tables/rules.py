@@ -38,7 +38,7 @@ from sync_pipeline.app_tables.snapshot import AppTablesSnapshot, AppTableState
 from sync_pipeline.clerk.normalize import select_rows
 from sync_pipeline.diff.plan import APP_TABLE_KINDS, DUPLICATE, MISSING, ORPHANED, AppTablePlan
 from sync_pipeline.diff.rules import pair_key
-from sync_pipeline.diff.validation import is_in
+from sync_pipeline.text_columns import is_in
 from sync_pipeline.model import Snapshot, SyncScope
 
 MISSING_COLUMNS = ("user_id", "organization_id", "reason")

@@ -23,14 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from sync_pipeline.clerk.client import IDS_PER_REQUEST, ClerkClient, FetchResult
 from sync_pipeline.clerk.errors import ClerkIncompleteListError
 from sync_pipeline.clerk.normalize import SPILL_DIR_VARIABLE, FrameBuilder
 from sync_pipeline.frame_files import dump_object, load_object
 from sync_pipeline.model import MEMBERSHIPS, ORGANIZATIONS, USERS, LiveKeys, Snapshot, SyncScope
+from sync_pipeline.text_columns import is_in
 
 # Confirming absences costs a request per 100 users, per organization, and per user (or
 # organization) for memberships. Past this many requests for one entity (about 10 s at a
@@ -64,8 +63,7 @@ def _not_in(ids: pd.Series, seen: pd.Series) -> pd.Series:
     """``ids`` that ``seen`` does not hold (an Arrow hash lookup: a million ids in milliseconds)."""
     if ids.empty:
         return ids
-    present = pc.is_in(pa.array(ids, type=pa.large_string()), value_set=pa.array(seen, type=pa.large_string()))
-    return ids[~present.to_numpy(zero_copy_only=False)]
+    return ids[~is_in(ids, seen)]
 
 
 class _Reader:
@@ -113,9 +111,9 @@ class _Reader:
 
         memberships = live.memberships
         missing = memberships[
-            ~memberships["id"].isin(frames[MEMBERSHIPS]["id"])
-            & memberships["user_id"].isin(frames[USERS]["id"])
-            & memberships["organization_id"].isin(frames[ORGANIZATIONS]["id"])
+            ~is_in(memberships["id"], frames[MEMBERSHIPS]["id"])
+            & is_in(memberships["user_id"], frames[USERS]["id"])
+            & is_in(memberships["organization_id"], frames[ORGANIZATIONS]["id"])
         ]
         of_users, of_orgs = missing["user_id"].unique().tolist(), missing["organization_id"].unique().tolist()
         # One request per user or per organization: whichever names fewer.

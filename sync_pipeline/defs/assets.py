@@ -50,6 +50,7 @@ from sync_pipeline.mirror.apply import ApplyResult, SyncRunRecord, apply_plan, r
 from sync_pipeline.mirror.snapshot import MirrorState, read_live_keys, read_mirror, read_mirror_rows
 from sync_pipeline.errors import ConfigurationError
 from sync_pipeline.model import ENTITIES, Snapshot, SyncScope
+from sync_pipeline.text_columns import is_in
 from sync_pipeline.webhooks import inbox
 from sync_pipeline.webhooks.runs import events_for_run, organizations_of_users, run_lag
 
@@ -351,7 +352,7 @@ def read_back(mirror_db: MirrorDatabase, plan: SyncPlan, clerk: Snapshot) -> tup
     written = Snapshot(
         scope=plan.scope,
         nul_replaced=clerk.nul_replaced,
-        **{e: select_rows(clerk.frame(e), clerk.frame(e)["id"].isin(touched[e]).to_numpy()) for e in ENTITIES},
+        **{e: select_rows(clerk.frame(e), is_in(clerk.frame(e)["id"], touched[e])) for e in ENTITIES},
     )
     return after, plan_sync(written, after.snapshot, live_rows_before=after.live_rows)
 

@@ -63,7 +63,8 @@ import pyarrow.compute as pc
 from sync_pipeline import model
 from sync_pipeline.clerk.normalize import dedupe_latest, drop_rows, select_rows
 from sync_pipeline.diff.plan import INSERT, RESTORE, UPDATE, EntityPlan, SyncPlan
-from sync_pipeline.diff.validation import arrow_text, is_in, validate
+from sync_pipeline.diff.validation import validate
+from sync_pipeline.text_columns import arrow_text, is_in
 
 __all__ = [
     "CHANGE_RULES",

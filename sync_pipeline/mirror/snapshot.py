@@ -21,7 +21,9 @@ from sqlalchemy.engine import Connection, Engine
 from dataclasses import dataclass
 
 from sync_pipeline import model
+from sync_pipeline.clerk.normalize import select_rows
 from sync_pipeline.model import ENTITIES, MEMBERSHIPS, ORGANIZATIONS, USERS, LiveKeys, Snapshot, SyncScope
+from sync_pipeline.text_columns import is_in
 
 _READ_BLOCK = 4 * 1024 * 1024  # bytes of CSV parsed at a time
 
@@ -233,7 +235,7 @@ def _rows_of(connection: Connection, schema: str, entity: str, scope: SyncScope,
     if len(ids) <= _IDS_BY_LOOKUP:
         return read_entity(connection, schema, entity, scope, ids=ids.dropna().tolist())
     frame = read_entity(connection, schema, entity, scope)
-    return frame[frame["id"].isin(ids)].reset_index(drop=True)
+    return select_rows(frame, is_in(frame["id"], ids))
 
 
 def read_mirror_rows(engine: Engine, schema: str, ids: dict[str, pd.Series], scope: SyncScope) -> MirrorState:

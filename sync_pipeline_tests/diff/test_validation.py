@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from sync_pipeline import model
 from sync_pipeline.diff.rules import plan_sync
-from sync_pipeline.diff.validation import RULES, is_in, validate
+from sync_pipeline.diff.validation import RULES, validate
+from sync_pipeline.text_columns import is_in
 from sync_pipeline_tests import fixtures as fx
 
 FULL = model.SyncScope()
