@@ -33,6 +33,11 @@ def test_the_benchmark_runs_every_case_and_writes_its_table(database_url: str, t
         assert phases[-4:] == ["snapshot", "diff", "apply", "verify"], (name, phases)
         assert cases[name]["facts"]["rows_still_differing_after"] == 0, name
 
+    # The mirror is read in a step process of its own beside the fetch, as Dagster runs it.
+    noop_snapshot = next(p for p in cases["noop"]["phases"] if p["name"] == "snapshot")
+    assert noop_snapshot["rows"] == sum(results["emulator"]["counts"].values())
+    assert noop_snapshot["extra"]["mirror_step"]["read_seconds"] > 0
+
     first = cases["first"]["facts"]
     assert first["rows_written"]["users"]["insert"] == 2000
     assert sum(first["written_per_database"].values()) == first["total_written"]
