@@ -123,7 +123,8 @@ def _run_sync(recorder, case, clerk, mirror_db, scope, emulator, reuse_clerk, ke
 
     with recorder.phase(case, "snapshot") as phase:
         state = mirror_step.result()
-        phase.rows = sum(state.snapshot.row_counts().values())
+        # Rows, not phase.rows: a rate over the wait left after the fetch would say nothing.
+        phase.extra["rows"] = sum(state.snapshot.row_counts().values())
         phase.extra["mirror_step"] = mirror_step.timings  # its read and store, beside the fetch
 
     with recorder.phase(case, "diff") as phase:

@@ -35,7 +35,7 @@ def test_the_benchmark_runs_every_case_and_writes_its_table(database_url: str, t
 
     # The mirror is read in a step process of its own beside the fetch, as Dagster runs it.
     noop_snapshot = next(p for p in cases["noop"]["phases"] if p["name"] == "snapshot")
-    assert noop_snapshot["rows"] == sum(results["emulator"]["counts"].values())
+    assert noop_snapshot["extra"]["rows"] == sum(results["emulator"]["counts"].values())
     assert noop_snapshot["extra"]["mirror_step"]["read_seconds"] > 0
 
     first = cases["first"]["facts"]
