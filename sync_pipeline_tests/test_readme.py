@@ -257,6 +257,28 @@ def test_every_documented_command_parses_with_todays_command_line() -> None:
     assert set(RUN_HERE) <= checked
 
 
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_links_in_the_readme_and_docs_lead_somewhere() -> None:
+    for path in [README, *DOCS]:
+        text = path.read_text()
+        anchors = {_anchor(h) for h in re.findall(r"^#+ (.+)$", text, re.M)}
+        for target in LINK.findall(text):
+            if target.startswith(("http://", "https://")):
+                continue
+            file, _, anchor = target.partition("#")
+            if file:
+                assert (path.parent / file).exists(), f"{path.name}: {target} leads nowhere"
+            elif anchor:
+                assert anchor in anchors, f"{path.name}: no heading for #{anchor}"
+
+
 # == running them ==========================================================================
 
 
