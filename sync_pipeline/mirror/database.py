@@ -29,7 +29,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, DisconnectionError, OperationalError
+from sqlalchemy.exc import ArgumentError, DisconnectionError, InterfaceError, OperationalError, ProgrammingError
 
 from sync_pipeline.errors import ConfigurationError, DatabaseUnavailableError
 from sync_pipeline.mirror.masked_urls import masked_database_url, without_url_secrets
@@ -222,7 +222,7 @@ def check_connection(engine: Engine) -> None:
     try:
         with engine.connect() as connection:
             connection.execute(sa.text("SELECT 1"))
-    except OperationalError as error:
+    except (OperationalError, InterfaceError, ProgrammingError) as error:  # unreachable, refused, or a bad option
         reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error).splitlines()[0]
         target = masked_database_url(engine.url)
         reason = without_url_secrets(reason, engine.url)

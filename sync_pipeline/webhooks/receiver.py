@@ -320,6 +320,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
 
     log_config = deepcopy(uvicorn.config.LOGGING_CONFIG)
     log_config["loggers"]["sync_pipeline.webhooks"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    # The engine's own warnings (a connection cut at its deadline) belong in the receiver's log too.
+    log_config["loggers"]["sync_pipeline.mirror.database"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     print(
         f"Clerk webhook receiver: http://{host}:{port}{WEBHOOK_PATH} -> "
         f"{masked_database_url(engine.url)} schema {schema}"
