@@ -67,7 +67,7 @@ def masked_database_url(url: str | URL) -> str:
     for name in sorted(parsed.query):
         values = parsed.query[name]
         for value in (values,) if isinstance(values, str) else values:
-            pairs.append(f"{quote_plus(name)}={quote(_masked_value(name, value), safe='/:,=*-')}")
+            pairs.append(f"{quote_plus(name)}={quote(_masked_value(name, value), safe='/:,=*-@')}")
     return f"{head}?{'&'.join(pairs)}"
 
 

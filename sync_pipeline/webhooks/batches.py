@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from sync_pipeline.webhooks.inbox import InboxEvent
 
@@ -48,6 +48,10 @@ class BatchState:
     held: dict[str, float] = field(default_factory=dict)
     """Events that failed alone: svix id -> when they may be tried (alone) again."""
     held_failures: dict[str, int] = field(default_factory=dict)
+    last: tuple[str, ...] = ()
+    """The svix ids of the last batch launched."""
+    suspects: tuple[str, ...] = ()
+    """While splitting: the failed batch's events not yet answered (one of them fails)."""
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -56,6 +60,8 @@ class BatchState:
     def from_json(cls, value: dict | None) -> BatchState:
         value = value or {}
         known = {name: value[name] for name in cls.__dataclass_fields__ if name in value}
+        for name in ("last", "suspects"):
+            known[name] = tuple(known.get(name, ()))
         return cls(**known)
 
 
@@ -81,41 +87,50 @@ def next_batch(
     pending events, so that held events do not shrink the batch.
     """
     by_id = {event.svix_id: event for event in pending}
+    if state.batch and state.size and not state.last:  # a cursor from before `last` was kept: the oldest `size` then
+        head = [e.svix_id for e in pending if e.svix_id not in state.held][: state.size]
+        if batch_digest(head) == state.batch:
+            state = replace(state, last=tuple(head))
     held = {i: t for i, t in state.held.items() if i in by_id}
-    held_failures = {i: n for i, n in state.held_failures.items() if i in held or i in by_id}
+    held_failures = {i: n for i, n in state.held_failures.items() if i in by_id}
+    suspects = [i for i in state.suspects if i in by_id and i not in held]
+    size = len(state.last)
 
-    def launch(batch: list[InboxEvent], attempt: int, reason: str) -> Decision:
-        ids = [e.svix_id for e in batch]
-        return Decision(batch, BatchState(batch_digest(ids), len(batch), attempt, now, held, held_failures), reason)
+    def launch(batch: list[str], attempt: int, reason: str, suspects: list[str]) -> Decision:
+        after = BatchState(batch_digest(batch), len(batch), attempt, now, held, held_failures, tuple(batch), tuple(suspects))
+        return Decision([by_id[i] for i in batch], after, reason)
 
     # Still pending with nothing in flight: the last batch's run failed.
-    last = [e for e in pending if e.svix_id not in held][: state.size] if state.size > 1 else []
-    if state.size == 1:
-        last = [e for e in pending if batch_digest([e.svix_id]) == state.batch]
-    if state.batch and len(last) == state.size and batch_digest([e.svix_id for e in last]) == state.batch:
-        if state.size > 1:
-            size = math.ceil(state.size / 2)
-            return launch(last[:size], 1, f"the run for {state.size} event(s) failed: {size} of them now, to find the one that fails")
+    if state.last and all(i in by_id for i in state.last):
+        if len(state.last) > 1:
+            suspects = list(state.last)
+            size = math.ceil(len(state.last) / 2)
+            return launch(suspects[:size], 1, f"the run for {len(suspects)} event(s) failed: {size} of them now, "
+                          "to find the one that fails", suspects)
         # It failed alone: hold it (retried alone, paced) and go on with the others.
-        (event,) = last
-        failures = held_failures.get(event.svix_id, 0) + 1
-        held[event.svix_id] = state.launched_at + pause(failures)
-        held_failures[event.svix_id] = failures
+        (failed,) = state.last
+        held_failures[failed] = held_failures.get(failed, 0) + 1
+        held[failed] = state.launched_at + pause(held_failures[failed])
+        suspects = [i for i in suspects if i != failed]
 
-    ready = [e for e in pending if e.svix_id not in held]
+    if suspects:  # still narrowing down: the next part of the failed batch, at the same size
+        batch = suspects[: max(size, 1)]
+        return launch(batch, 1, f"{len(batch)} of {len(suspects)} event(s) left of a failed batch", suspects)
+    ready = [e.svix_id for e in pending if e.svix_id not in held]
     if ready:
         note = f"; {len(held)} held after failing alone" if held else ""
-        return launch(ready[:batch_size], 1, f"{min(len(ready), batch_size)} event(s){note}")
+        return launch(ready[:batch_size], 1, f"{min(len(ready), batch_size)} event(s){note}", [])
     due = sorted((t, i) for i, t in held.items() if t <= now)
     if due:
         svix_id = due[0][1]
         held.pop(svix_id)
         failures = held_failures.get(svix_id, 0)
-        return launch([by_id[svix_id]], failures + 1, f"retrying alone an event whose run failed {failures}x")
+        return launch([svix_id], failures + 1, f"retrying alone an event whose run failed {failures}x", [])
     if held:
         return Decision(
             [],
-            BatchState(state.batch, state.size, state.attempt, state.launched_at, held, held_failures),
+            # The failure is accounted for in `held`: nothing launched is left to judge.
+            BatchState(held=held, held_failures=held_failures),
             f"the last run for {len(held)} event(s) failed ({max(held_failures.values())}x); "
             f"retrying in {min(held.values()) - now:.0f}s",
         )
