@@ -30,7 +30,7 @@ from sqlalchemy.engine import make_url
 
 from sync_pipeline.cli import main
 from sync_pipeline.defs.resources import MirrorDatabase
-from sync_pipeline.defs.sensors import clerk_webhook_sensor, partial_sync_request
+from sync_pipeline.defs.sensors import clerk_webhook_sensor
 from sync_pipeline.emulator import EmulatorServer
 from sync_pipeline.emulator.webhooks import new_message_id
 from sync_pipeline.mirror.database import create_mirror_engine
