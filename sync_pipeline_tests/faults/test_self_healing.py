@@ -492,3 +492,44 @@ def test_a_default_the_table_refuses_leaves_the_mirror_following_clerk(
     finally:
         with harness.engine.begin() as connection:
             connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{app_schema}" CASCADE'))
+
+
+def test_an_event_whose_run_always_fails_is_isolated_and_the_rest_of_its_batch_goes_through(
+    cli_env: SyncHarness, fault_report: FaultReport, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not every poison can be seen in the event: here the database refuses one user's row.
+    `webhooks process` splits the failing batch until that event is alone, processes every
+    other one, and exits 1 naming the run that failed."""
+    harness = cli_env
+    events = clerk_changes(harness, 8, "Poisoned")
+    poisoned = events[5]["data"]["id"]
+    for event in events:
+        inbox.store_delivery(harness.engine, harness.schema, svix_id=new_message_id(), svix_timestamp=None, payload=event)
+    schema = harness.schema
+    with admin(harness.database_url) as connection:
+        connection.execute(sa.text(
+            f'CREATE FUNCTION "{schema}".refuse_one() RETURNS trigger LANGUAGE plpgsql AS '
+            f"$$ BEGIN RAISE EXCEPTION 'refused by the test' USING ERRCODE = 'check_violation'; END $$"
+        ))
+        connection.execute(sa.text(
+            f'CREATE TRIGGER refuse_one BEFORE INSERT ON "{schema}".users FOR EACH ROW '
+            f"WHEN (NEW.id = '{poisoned}') EXECUTE FUNCTION \"{schema}\".refuse_one()"
+        ))
+    fault_report.fault("an event whose every run fails")
+    try:
+        code = main(["webhooks", "process"])
+    finally:
+        with admin(harness.database_url) as connection:
+            connection.execute(sa.text(f'DROP TRIGGER refuse_one ON "{schema}".users'))
+    printed = capsys.readouterr()
+
+    assert code == 1 and "refused by the test" in printed.err, printed
+    with harness.engine.connect() as connection:
+        left = connection.execute(
+            sa.text(f'SELECT user_id FROM "{schema}".webhook_events WHERE status = \'pending\'')
+        ).scalars().all()
+    assert left == [poisoned]  # the seven others were processed in spite of it
+    # Once the cause is gone, the next pass (the sensor's paced retry, or this) answers it too.
+    assert main(["webhooks", "process"]) == 0
+    assert statuses(harness.engine, schema) == {"processed": 8}
+    assert_mirror_equals_clerk(harness, fault_report)
