@@ -224,9 +224,11 @@ def _command_webhooks(args: argparse.Namespace) -> int:
         if not outcomes:
             print("No pending webhook events.")
             return 0
-        for outcome in outcomes[:-1]:
-            print(outcome.summary())
-        return _report(outcomes[-1])
+        failed = [outcome for outcome in outcomes if outcome.exit_code]
+        for outcome in outcomes:
+            if outcome.exit_code == 0:
+                print(outcome.summary())
+        return _report(failed[-1]) if failed else 0
     from sync_pipeline.runner import SyncRequest, run_sync
 
     if not (args.since or args.until or args.event_ids):

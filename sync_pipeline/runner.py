@@ -22,6 +22,7 @@ from sync_pipeline.embedded import database_url_or_embedded
 from sync_pipeline.errors import ConfigurationError
 from sync_pipeline.mirror.database import check_connection, create_mirror_engine, upgrade_schema
 from sync_pipeline.model import ENTITIES, SyncScope
+from sync_pipeline.webhooks.orphaned_runs import process_tags
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_GUARD_REFUSED = 0, 1, 2
 
@@ -214,7 +215,10 @@ def _execute(job_name: str, sync_options: dict, *, dry_run: bool, verbose: bool)
     job = build_definitions(build_resources()).resolve_job_def(job_name)
     with _instance() as instance:
         result = job.execute_in_process(
-            run_config=_run_config(sync_options, verbose=verbose), instance=instance, raise_on_error=False
+            run_config=_run_config(sync_options, verbose=verbose),
+            instance=instance,
+            raise_on_error=False,
+            tags=process_tags(),  # so that a killed process's run is recognised and failed
         )
         stats = instance.get_run_stats(result.run_id)
         seconds = (stats.end_time or 0) - (stats.start_time or 0)
@@ -258,26 +262,37 @@ def _app_tables_written(metadata: dict, plan: SyncPlan) -> dict[str, dict[str, i
 def process_pending_webhooks(*, verbose: bool = False) -> list[SyncOutcome]:
     """Run, once and in process, what the sensor would launch, until no event is pending.
 
-    Stops at the first failed run: its events stay pending, as they would for the sensor.
+    First fails the partial runs whose process is gone (a killed ``webhooks process``), as
+    the sensor does. A failed run's batch is split, as the sensor splits it, until the
+    events that fail alone are found: those stay pending (for the sensor's paced retries
+    and the next full sync) and every other event is processed.
     """
+    import math
+    import time
+
     from sync_pipeline.defs.sensors import partial_sync_request
     from sync_pipeline.webhooks import inbox
+    from sync_pipeline.webhooks.batches import BatchState, next_batch
+    from sync_pipeline.webhooks.orphaned_runs import fail_orphaned_runs
 
     url = _prepare_environment()
     schema = settings.sync_schema()
     engine = create_mirror_engine(url)
     outcomes: list[SyncOutcome] = []
+    state = BatchState()
+    with _instance() as instance:
+        fail_orphaned_runs(instance, "partial_sync_job")
     try:
         while True:
-            events = inbox.pending_events(engine, schema, limit=settings.webhook_batch_size())
-            if not events:
+            events = inbox.pending_events(engine, schema, limit=settings.webhook_batch_size() + len(state.held))
+            # An event that failed alone is not retried by this process (pause=inf): it ends when only those are left.
+            decision = next_batch(events, state, batch_size=settings.webhook_batch_size(), now=time.time(), pause=lambda _: math.inf)
+            if not decision.events:
                 return outcomes
-            request = partial_sync_request(events, run_key="in-process")
+            state = decision.state
+            request = partial_sync_request(decision.events, run_key="in-process")
             options = request.run_config["resources"]["sync_options"]["config"]
-            outcome = _execute("partial_sync_job", options, dry_run=False, verbose=verbose)
-            outcomes.append(outcome)
-            if outcome.exit_code != EXIT_OK:
-                return outcomes
+            outcomes.append(_execute("partial_sync_job", options, dry_run=False, verbose=verbose))
     finally:
         engine.dispose()
 

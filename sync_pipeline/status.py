@@ -35,6 +35,8 @@ class SyncRunSummary:
         took = f"{(self.finished_at - self.started_at).total_seconds():.1f}s" if self.finished_at else "?"
         age = _age(now - self.started_at)
         detail = f"{self.written} rows written" if self.outcome == "succeeded" else (self.message or "")
+        if self.outcome == "succeeded" and self.message:  # e.g. an application table that refused its defaults
+            detail += f"; {self.message}"
         return f"{self.outcome} {age} ago (took {took}; {detail}; run {self.run_id})"
 
 
@@ -49,6 +51,8 @@ class MirrorStatus:
     pending_events: int
     oldest_pending_seconds: float | None
     lag_p95_seconds: float | None
+    invalid_last_day: int = 0
+    invalid_reasons: tuple[tuple[str, int], ...] = ()
 
     @property
     def healthy(self) -> bool:
@@ -65,6 +69,9 @@ class MirrorStatus:
         waited = f", oldest waiting {self.oldest_pending_seconds:.0f}s" if self.oldest_pending_seconds else ""
         lag = f"; last hour p95 lag {self.lag_p95_seconds:.1f}s" if self.lag_p95_seconds is not None else ""
         lines.append(f"  webhook events:     {self.pending_events} pending{waited}{lag}")
+        if self.invalid_last_day:
+            why = ", ".join(f"{problem}: {count}" for problem, count in self.invalid_reasons)
+            lines.append(f"  invalid events:     {self.invalid_last_day} in the last day, never sent to Clerk ({why})")
         return "\n".join(lines)
 
 
@@ -144,4 +151,6 @@ def mirror_status(engine: Engine, schema: str, *, max_wait_seconds: float, now: 
         pending_events=health.pending_count,
         oldest_pending_seconds=health.oldest_pending_age_seconds,
         lag_p95_seconds=health.lag_p95_seconds,
+        invalid_last_day=health.invalid_last_day,
+        invalid_reasons=health.invalid_reasons,
     )

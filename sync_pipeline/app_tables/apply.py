@@ -22,6 +22,7 @@ deleted duplicate's content is kept there, as it belonged to a live user.
 from __future__ import annotations
 
 import json
+import logging
 
 import pandas as pd
 import sqlalchemy as sa
@@ -30,6 +31,8 @@ from sqlalchemy.engine import Connection
 from sync_pipeline.app_tables.catalog import quote
 from sync_pipeline.app_tables.config import MEMBERSHIP
 from sync_pipeline.diff.plan import ANONYMIZE, DELETE, INSERT, AppTablePlan
+
+logger = logging.getLogger(__name__)
 
 
 def _texts(frame: pd.DataFrame, column: str) -> list[str | None]:
@@ -161,7 +164,41 @@ def clean_up(connection: Connection, schema: str, plan: AppTablePlan, sync_run_i
 
 
 def provision(connection: Connection, schema: str, plan: AppTablePlan, sync_run_id: int) -> int:
-    """Create the missing rows with the policy's defaults (the database fills every other column)."""
+    """Create the missing rows with the policy's defaults (the database fills every other column).
+
+    In a savepoint of the sync's transaction: a default the table refuses (a CHECK, NOT
+    NULL, foreign key or type the declaration got wrong) rolls back this table's
+    provisioning only. The mirror of Clerk, which owes nothing to the declaration, still
+    commits; the refusal is logged, written to the run's ``sync_runs.message``, and the
+    rows stay missing, so the ``app_tables_follow_their_policies`` check fails and names
+    them. Checking the defaults against the table's constraints ahead would mean
+    re-implementing Postgres's CHECK expressions, triggers and casts; asking Postgres
+    itself, in a savepoint, is exact.
+    """
+    try:
+        with connection.begin_nested():
+            return _provision(connection, schema, plan, sync_run_id)
+    except (sa.exc.IntegrityError, sa.exc.DataError) as error:
+        problem = f"{plan.label}: provisioning refused by the table, nothing provisioned: {_primary_message(error)}"
+        logger.warning("%s (fix the defaults in the declaration; the mirror was synced)", problem)
+        connection.execute(
+            sa.text(
+                f'UPDATE "{schema}".sync_runs SET message = left(coalesce(message || \'; \', \'\') || :problem, 2000) '
+                "WHERE id = :id"
+            ),
+            {"problem": problem, "id": sync_run_id},
+        )
+        return 0
+
+
+def _primary_message(error: sa.exc.DBAPIError) -> str:
+    """The database's one-line message (it names the constraint); never its DETAIL, which quotes row values."""
+    diag = getattr(error.orig, "diag", None)
+    primary = getattr(diag, "message_primary", None)
+    return primary or (str(error.orig).strip().splitlines() or [type(error.orig).__name__])[0]
+
+
+def _provision(connection: Connection, schema: str, plan: AppTablePlan, sync_run_id: int) -> int:
     missing = plan.missing
     if missing.empty:
         return 0

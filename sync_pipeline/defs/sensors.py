@@ -5,19 +5,20 @@ earlier ``received_at`` (or a smaller anything) can become visible after a later
 a "greater than the last seen" cursor would skip it forever. Instead each tick reads the
 oldest *pending* events — a row committed late is still pending, so it is found on the
 next tick — and the cursor only remembers the last batch launched and how often, so that
-the same batch is never launched twice while its run is in flight, and is relaunched
-(with a new run key, after a pause) when its run failed and left the events pending.
+the same batch is never launched twice while its run is in flight. When its run failed
+and left the events pending, the batch is split (:mod:`sync_pipeline.webhooks.batches`)
+until the event that fails alone is found and held, retried alone after a pause, while
+the others go on. A run whose process is gone (killed) is failed first, so it never
+holds the sensor (:mod:`sync_pipeline.webhooks.orphaned_runs`).
 
 The sensor never calls Clerk: it reads one indexed query and returns at once, far inside
 Dagster's 60 s tick limit.
 """
 
-import hashlib
 import json
 import time
 
 from dagster import (
-    DagsterRunStatus,
     DefaultSensorStatus,
     RunRequest,
     RunsFilter,
@@ -31,26 +32,15 @@ from sync_pipeline import settings
 from sync_pipeline.defs.jobs import partial_sync_job
 from sync_pipeline.defs.resources import MirrorDatabase
 from sync_pipeline.webhooks import inbox
-
-IN_FLIGHT = [
-    DagsterRunStatus.QUEUED,
-    DagsterRunStatus.NOT_STARTED,
-    DagsterRunStatus.STARTING,
-    DagsterRunStatus.STARTED,
-    DagsterRunStatus.CANCELING,
-]
-FIRST_RETRY_PAUSE_SECONDS = 60.0
-MAX_RETRY_PAUSE_SECONDS = 3600.0
-
-
-def retry_pause_seconds(failed_attempts: int) -> float:
-    """60 s after the first failure, doubling up to an hour: a batch that keeps failing
-    (a guard refusal, Clerk down) is retried without hammering anything."""
-    return min(FIRST_RETRY_PAUSE_SECONDS * 2 ** (failed_attempts - 1), MAX_RETRY_PAUSE_SECONDS)
-
-
-def batch_digest(svix_ids: list[str]) -> str:
-    return hashlib.sha256("\n".join(sorted(svix_ids)).encode()).hexdigest()[:20]
+from sync_pipeline.webhooks.batches import (  # noqa: F401 - re-exported: the sensor's retry pacing
+    FIRST_RETRY_PAUSE_SECONDS,
+    MAX_RETRY_PAUSE_SECONDS,
+    BatchState,
+    batch_digest,
+    next_batch,
+    retry_pause_seconds,
+)
+from sync_pipeline.webhooks.orphaned_runs import IN_FLIGHT, fail_orphaned_runs
 
 
 def partial_sync_request(events: list[inbox.InboxEvent], run_key: str) -> RunRequest:
@@ -81,29 +71,23 @@ def partial_sync_request(events: list[inbox.InboxEvent], run_key: str) -> RunReq
 )
 def clerk_webhook_sensor(context: SensorEvaluationContext, mirror_db: MirrorDatabase) -> SensorResult | SkipReason:
     mirror_db.ensure_ready()
-    events = inbox.pending_events(mirror_db.engine, mirror_db.db_schema, limit=settings.webhook_batch_size())
+    state = BatchState.from_json(json.loads(context.cursor) if context.cursor else None)
+    batch_size = settings.webhook_batch_size()
+    events = inbox.pending_events(mirror_db.engine, mirror_db.db_schema, limit=batch_size + len(state.held))
     if not events:
         return SkipReason("no pending webhook events")
+    for run_id in fail_orphaned_runs(context.instance, partial_sync_job.name):
+        context.log.warning(f"run {run_id} had no process behind it: marked failed, its events are retried")
     in_flight = context.instance.get_run_records(
         filters=RunsFilter(job_name=partial_sync_job.name, statuses=IN_FLIGHT), limit=1
     )
     if in_flight:
         return SkipReason(f"{len(events)} event(s) pending; a partial sync is still running")
 
-    cursor = json.loads(context.cursor) if context.cursor else {}
-    digest = batch_digest([e.svix_id for e in events])
-    if cursor.get("batch") == digest:
-        # The same events are still pending after their run ended: it failed. Retry, paced.
-        failed_attempts = cursor.get("attempt", 1)
-        pause = retry_pause_seconds(failed_attempts)
-        waited = time.time() - cursor.get("launched_at", 0.0)
-        if waited < pause:
-            return SkipReason(
-                f"the last run for these {len(events)} event(s) failed ({failed_attempts}x); retrying in {pause - waited:.0f}s"
-            )
-        attempt = failed_attempts + 1
-    else:
-        attempt = 1
-    run_key = f"webhooks-{digest}-{attempt}"
-    next_cursor = json.dumps({"batch": digest, "attempt": attempt, "launched_at": time.time()})
-    return SensorResult(run_requests=[partial_sync_request(events, run_key)], cursor=next_cursor)
+    decision = next_batch(events, state, batch_size=batch_size, now=time.time())
+    if not decision.events:
+        # Nothing new to remember: the same cursor gives the same decision on the next tick.
+        return SkipReason(decision.reason)
+    run_key = f"webhooks-{decision.state.batch}-{decision.state.attempt}"
+    cursor = json.dumps(decision.state.to_json())
+    return SensorResult(run_requests=[partial_sync_request(decision.events, run_key)], cursor=cursor)

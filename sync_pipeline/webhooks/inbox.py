@@ -8,7 +8,9 @@ bumps ``delivery_count``.
 
 Statuses: ``pending`` (a type the mirror follows, with the ids it needs), ``ignored``
 (any other type: stored, never failed), ``invalid`` (a followed type missing the id it
-needs) and ``processed``.
+needs, or carrying one that cannot be a Clerk id: ``..``, a slash, 10,000 characters)
+and ``processed``. An invalid event's ``problem`` says why in a few words, never quoting
+the id; it is never sent to Clerk and never holds up the events around it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from sync_pipeline.clerk.ids import id_problem
 from sync_pipeline.mirror.database import validate_schema_name
 
 USER, ORGANIZATION, MEMBERSHIP = "user", "organization", "membership"
@@ -58,6 +61,8 @@ class EventFacts:
     organization_id: str | None
     status: str
     clerk_timestamp: datetime | None
+    problem: str | None = None
+    """Why the event is 'invalid' (which id, and what is wrong with it); None otherwise."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,7 @@ class StoredDelivery:
     status: str
     """The stored row's status: on a redelivery, the one the first delivery got (or 'processed')."""
     first_delivery: bool
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,10 @@ class InboxHealth:
     lag_p50_seconds: float | None
     lag_p95_seconds: float | None
     lag_max_seconds: float | None
+    invalid_last_day: int = 0
+    """Events stored as 'invalid' in the last 24 hours (never sent to Clerk)."""
+    invalid_reasons: tuple[tuple[str, int], ...] = ()
+    """The last day's invalid events by problem, the commonest first (at most five)."""
 
 
 class _EventIds(Protocol):
@@ -110,9 +120,21 @@ def _id(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _checked_id(value: Any, name: str, problems: list[str]) -> str | None:
+    """``value`` when it can be a Clerk id; else None, and the reason added to ``problems``."""
+    value = _id(value)
+    if value is None:
+        return None
+    problem = id_problem(value)
+    if problem is not None:
+        problems.append(f"{name} {problem}")
+        return None
+    return value
+
+
 def _clerk_timestamp(value: Any) -> datetime | None:
     """The body's ``timestamp`` as a datetime: milliseconds, or seconds below 10^11; None if unusable."""
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         return None
@@ -131,12 +153,17 @@ def classify(payload: dict) -> EventFacts:
     ``user_id`` is data.public_user_data.user_id and ``organization_id`` is
     data.organization.id; one of the two is enough. A followed type without the id it
     needs is 'invalid'; any other type (session.*, email.created, …) is 'ignored'.
+    An id that :func:`~sync_pipeline.clerk.ids.id_problem` refuses (``..``, a slash, an
+    absurd length) is never stored in an id column and makes a followed event 'invalid',
+    with ``problem`` naming the id and what is wrong with it: such an id would reach
+    Clerk's URLs, and one such event must not fail the batch it joins.
     Nothing depends on ``instance_id``, on the order of events, or on the timestamp's unit.
     """
     payload = payload if isinstance(payload, dict) else {}
     event_type = payload.get("type") if isinstance(payload.get("type"), str) else ""
     data = payload.get("data") if isinstance(payload.get("data"), dict) else None
-    object_id = _id(data.get("id")) if data is not None else None
+    problems: list[str] = []
+    object_id = _checked_id(data.get("id"), "data.id", problems) if data is not None else None
     timestamp = _clerk_timestamp(payload.get("timestamp"))
 
     if event_type not in RELEVANT_EVENT_TYPES:
@@ -149,12 +176,18 @@ def classify(payload: dict) -> EventFacts:
     elif entity == ORGANIZATION:
         organization_id = object_id
     elif data is not None:
+        problems.clear()  # a membership's own id never reaches a URL; the ids it names do
         user_data = data.get("public_user_data")
         organization = data.get("organization")
-        user_id = _id(user_data.get("user_id")) if isinstance(user_data, dict) else None
-        organization_id = _id(organization.get("id")) if isinstance(organization, dict) else None
-    status = PENDING if (user_id or organization_id) else INVALID
-    return EventFacts(event_type, entity, object_id, user_id, organization_id, status, timestamp)
+        if isinstance(user_data, dict):
+            user_id = _checked_id(user_data.get("user_id"), "user id", problems)
+        if isinstance(organization, dict):
+            organization_id = _checked_id(organization.get("id"), "organization id", problems)
+    if problems:
+        return EventFacts(event_type, entity, None, None, None, INVALID, timestamp, "; ".join(problems))
+    if not (user_id or organization_id):
+        return EventFacts(event_type, entity, object_id, None, None, INVALID, timestamp, "no user or organization id")
+    return EventFacts(event_type, entity, object_id, user_id, organization_id, PENDING, timestamp)
 
 
 # Postgres jsonb refuses \u0000 and unpaired surrogates, which JSON itself allows.
@@ -229,12 +262,12 @@ def store_delivery(
         f"""
         INSERT INTO {_table(schema)} AS e
             (svix_id, event_type, clerk_timestamp, svix_timestamp, last_received_at, payload,
-             entity, object_id, user_id, organization_id, status)
+             entity, object_id, user_id, organization_id, status, problem)
         VALUES (:svix_id, :event_type, :clerk_timestamp, :svix_timestamp, now(), CAST(:payload AS jsonb),
-                :entity, :object_id, :user_id, :organization_id, :status)
+                :entity, :object_id, :user_id, :organization_id, :status, :problem)
         ON CONFLICT (svix_id) DO UPDATE
             SET delivery_count = e.delivery_count + 1, last_received_at = now()
-        RETURNING e.status, e.delivery_count = 1 AS first_delivery
+        RETURNING e.status, e.delivery_count = 1 AS first_delivery, e.problem
         """
     )
     parameters = {
@@ -248,10 +281,11 @@ def store_delivery(
         "user_id": facts.user_id,
         "organization_id": facts.organization_id,
         "status": facts.status,
+        "problem": facts.problem,
     }
     with engine.begin() as connection:
-        status, first = connection.execute(statement, parameters).one()
-    return StoredDelivery(svix_id=svix_id, status=status, first_delivery=bool(first))
+        status, first, problem = connection.execute(statement, parameters).one()
+    return StoredDelivery(svix_id=svix_id, status=status, first_delivery=bool(first), problem=problem)
 
 
 def _select_events(connection_or_engine: Connection | Engine, sql: str, parameters: dict) -> list[InboxEvent]:
@@ -317,11 +351,14 @@ def affected_ids(events: Iterable[_EventIds]) -> tuple[list[str], list[str]]:
     ``members_count``, held by the organization row and embedded in every other
     membership of it. A role change moves no count, so it does not pay for re-reading a
     large organization. Without a user id, the organization stands in. Events of no
-    entity (ignored types) add nothing.
+    entity (ignored types) add nothing, and neither does an id that cannot be a Clerk id
+    (:func:`classify` stores such events as 'invalid'; this is the last guard before a URL).
     """
     user_ids: set[str] = set()
     organization_ids: set[str] = set()
     for event in events:
+        if not _ids_usable(event):
+            continue
         if event.entity == USER and event.user_id:
             user_ids.add(event.user_id)
         elif event.entity == ORGANIZATION and event.organization_id:
@@ -332,6 +369,10 @@ def affected_ids(events: Iterable[_EventIds]) -> tuple[list[str], list[str]]:
             if event.organization_id and (not event.user_id or not event.event_type.endswith(".updated")):
                 organization_ids.add(event.organization_id)
     return sorted(user_ids), sorted(organization_ids)
+
+
+def _ids_usable(event: _EventIds) -> bool:
+    return all(value is None or id_problem(value) is None for value in (event.user_id, event.organization_id))
 
 
 def mark_processed(connection: Connection, schema: str, svix_ids: Sequence[str], run_id: str | None) -> int:
@@ -379,8 +420,16 @@ def inbox_health(engine: Engine, schema: str) -> InboxHealth:
         SELECT pending.n, pending.oldest_age, lag.n, lag.p50, lag.p95, lag.worst FROM pending, lag
         """
     )
+    invalid = sa.text(
+        f"""
+        SELECT coalesce(problem, 'no reason recorded') AS problem, count(*) AS n FROM {_table(schema)}
+        WHERE status = '{INVALID}' AND received_at >= now() - interval '1 day'
+        GROUP BY 1 ORDER BY 2 DESC, 1
+        """
+    )
     with engine.connect() as connection:
         pending_n, oldest, processed_n, p50, p95, worst = connection.execute(statement).one()
+        reasons = [(problem, int(n)) for problem, n in connection.execute(invalid).all()]
 
     def seconds(value: Any) -> float | None:
         return None if value is None else float(value)
@@ -392,4 +441,6 @@ def inbox_health(engine: Engine, schema: str) -> InboxHealth:
         lag_p50_seconds=seconds(p50),
         lag_p95_seconds=seconds(p95),
         lag_max_seconds=seconds(worst),
+        invalid_last_day=sum(n for _, n in reasons),
+        invalid_reasons=tuple(reasons[:5]),
     )

@@ -3,7 +3,17 @@
 ``POST /webhooks/clerk`` reads the raw body under a size limit, verifies its signature
 with the ``svix`` package on the exact bytes, parses it and stores it in
 ``<schema>.webhook_events``. It does nothing else: no Clerk call, no mirror write; a sync
-reads the inbox later. ``GET /healthz`` answers whether the database does.
+reads the inbox later. ``GET /healthz`` answers whether a delivery could be stored now:
+the database answers, the session is not read-only (a standby, or
+``default_transaction_read_only``) and the inbox takes inserts. It asks rather than
+writes (no dead rows under a load balancer's polling), and asks on the same pool a
+delivery uses, so a pooled session that went bad is found and discarded there too.
+
+The receiver's engine (:func:`receiver_engine`) heals by itself: connections are
+pinged when handed out, cut when held past :data:`HELD_CONNECTION_DEADLINE_SECONDS`
+(a stalled proxy or a dead peer never holds a thread or a pool slot for long), and
+discarded when found read-only; after an outage the next delivery meets a fresh
+session.
 
 | answer | when | stored |
 |---|---|---|
@@ -11,7 +21,7 @@ reads the inbox later. ``GET /healthz`` answers whether the database does.
 | 400 | the body is not a JSON object with a string ``type``, or the svix-id is unusable | no |
 | 401 | a svix-* header is missing, or the signature is wrong, stale or from the future | no |
 | 413 | the body is over ``max_body_bytes`` (checked before the rest is read) | no |
-| 503 | the database is unreachable or too slow | no |
+| 503 | the database is unreachable, too slow or read-only | no |
 
 Logs name the svix-id, the event type and the outcome; never the secret, the
 signature or the payload.
@@ -29,6 +39,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 import anyio
+import psycopg
 import sqlalchemy as sa
 import uvicorn
 from sqlalchemy.engine import Engine
@@ -46,6 +57,7 @@ from sync_pipeline.mirror.database import (
     upgrade_schema,
     validate_schema_name,
 )
+from sync_pipeline.mirror.masked_urls import masked_database_url
 from sync_pipeline.webhooks.inbox import StoredDelivery, store_delivery
 
 logger = logging.getLogger(__name__)
@@ -57,9 +69,28 @@ SVIX_TOLERANCE = timedelta(minutes=5)
 
 # Svix wants an answer within about 15 s: give up on the database well before that.
 _DATABASE_TIMEOUT_SECONDS = 10.0
+# Under that: a connection stuck this long is cut, so its thread returns with an error
+# (a 503 Svix retries) and its pool slot is free for the next delivery.
+HELD_CONNECTION_DEADLINE_SECONDS = 5.0
+STATEMENT_TIMEOUT_SECONDS = 5.0
+POOL_TIMEOUT_SECONDS = 5.0
 _MAX_SVIX_ID_LENGTH = 256
 _SVIX_HEADERS = ("svix-id", "svix-timestamp", "svix-signature")
 _DATABASE_OUTAGE = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError, TimeoutError)
+
+
+def receiver_engine(url: str) -> Engine:
+    """The engine the receiver stores with: short transactions, so every wait is bounded."""
+    return create_mirror_engine(
+        url,
+        held_connection_deadline_seconds=HELD_CONNECTION_DEADLINE_SECONDS,
+        statement_timeout_seconds=STATEMENT_TIMEOUT_SECONDS,
+        pool_timeout_seconds=POOL_TIMEOUT_SECONDS,
+    )
+
+
+def _is_read_only(error: BaseException) -> bool:
+    return isinstance(getattr(error, "orig", None), psycopg.errors.ReadOnlySqlTransaction)
 
 
 def webhook_verifier(secret: str) -> Webhook:
@@ -204,29 +235,53 @@ def create_app(
         except _DATABASE_OUTAGE as error:
             logger.error("webhook %s not stored (503): database unavailable: %s", svix_id, _error_name(error))
             return _answer(503, error="database unavailable")
+        except sa.exc.DBAPIError as error:
+            if not _is_read_only(error):
+                logger.error("webhook %s not stored (500): %s", svix_id, _error_name(error))
+                return _answer(500, error="not stored")
+            # The engine discarded the session; once the database is writable, the retry lands.
+            logger.error("webhook %s not stored (503): the database is read-only", svix_id)
+            return _answer(503, error="database read-only")
         except Exception as error:
             logger.error("webhook %s not stored (500): %s", svix_id, _error_name(error))
             return _answer(500, error="not stored")
 
         logger.info(
-            "webhook %s %s: %s%s",
+            "webhook %s %s: %s%s%s",
             svix_id,
             payload["type"],
             stored.status,
+            f" ({stored.problem}; never sent to Clerk)" if stored.problem else "",
             "" if stored.first_delivery else " (redelivery)",
         )
         return _answer(200, stored=True, status=stored.status, duplicate=not stored.first_delivery)
 
-    def select_one() -> None:
+    inbox_table = f'"{schema}".webhook_events'
+
+    def could_store() -> str:
+        """'ok', 'read-only' or 'no insert privilege': what a delivery's insert would meet now."""
         with engine.connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
+            read_only, can_insert = connection.execute(
+                sa.text(
+                    "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only')::boolean, "
+                    "has_table_privilege(:table, 'INSERT')"
+                ),
+                {"table": inbox_table},
+            ).one()
+            if read_only:
+                connection.invalidate()  # this session stays read-only: the next check opens a fresh one
+                return "read-only"
+            return "ok" if can_insert else "no insert privilege"
 
     async def healthz(request: Request) -> JSONResponse:
         try:
-            await _in_thread(select_one)
+            state = await _in_thread(could_store)
         except Exception as error:
             logger.warning("healthz: database unavailable: %s", _error_name(error))
             return _answer(503, database="unavailable")
+        if state != "ok":
+            logger.warning("healthz: a delivery could not be stored: %s", state)
+            return _answer(503, database=state)
         return _answer(200, database="ok")
 
     return Starlette(
@@ -252,16 +307,24 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     secret = os.environ.get("CLERK_WEBHOOK_SECRET", "")
     webhook_verifier(secret)
     schema = settings.sync_schema()
-    engine = create_mirror_engine(os.environ.get("DATABASE_URL", ""))
-    check_connection(engine)
-    upgrade_schema(engine, schema)
+    url = os.environ.get("DATABASE_URL", "")
+    # The migration may rightly take longer than a delivery's deadlines allow: its own engine.
+    migrating = create_mirror_engine(url)
+    try:
+        check_connection(migrating)
+        upgrade_schema(migrating, schema)
+    finally:
+        migrating.dispose()
+    engine = receiver_engine(url)
     app = create_app(engine, schema, secret=secret, include_private_metadata=settings.include_private_metadata())
 
     log_config = deepcopy(uvicorn.config.LOGGING_CONFIG)
     log_config["loggers"]["sync_pipeline.webhooks"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    # The engine's own warnings (a connection cut at its deadline) belong in the receiver's log too.
+    log_config["loggers"]["sync_pipeline.mirror.database"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     print(
         f"Clerk webhook receiver: http://{host}:{port}{WEBHOOK_PATH} -> "
-        f"{engine.url.render_as_string(hide_password=True)} schema {schema}"
+        f"{masked_database_url(engine.url)} schema {schema}"
     )
     try:
         uvicorn.run(app, host=host, port=port, log_config=log_config, access_log=False, lifespan="off")

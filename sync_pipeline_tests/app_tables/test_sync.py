@@ -398,7 +398,7 @@ def test_a_bad_declaration_fails_the_run_before_any_write(app: AppTablesHarness)
     assert list(app.query("SELECT clerk_user_id FROM {app}.user_settings")["clerk_user_id"]) == ["user_long_gone"]
 
 
-def test_a_failing_app_table_write_rolls_back_the_mirror_with_it(app: AppTablesHarness) -> None:
+def test_a_default_the_table_refuses_fails_that_provisioning_alone_and_the_mirror_is_synced(app: AppTablesHarness) -> None:
     app.execute(SETTINGS_AND_PROFILES)
     # The catalog cannot know a CHECK will refuse the default: the insert fails inside the transaction.
     app.execute("ALTER TABLE {app}.user_settings ADD CONSTRAINT no_system_theme CHECK (theme <> 'system')")
@@ -406,8 +406,12 @@ def test_a_failing_app_table_write_rolls_back_the_mirror_with_it(app: AppTablesH
 
     result = app.run()
 
-    assert not result.success
-    assert app.sync.query("SELECT count(*) AS n FROM {schema}.users")["n"][0] == 0
-    assert app.query("SELECT count(*) AS n FROM {app}.user_profile")["n"][0] == 0
-    assert list(app.sync.sync_runs()["outcome"]) == ["failed"]
-    assert app.changes().empty
+    assert result.success
+    assert app.sync.live_ids(USERS) == clerk_ids(app.sync.emulator)["users"]  # the mirror follows Clerk
+    assert app.query("SELECT count(*) AS n FROM {app}.user_settings")["n"][0] == 0  # refused: nothing provisioned
+    assert app.query("SELECT count(*) AS n FROM {app}.user_profile")["n"][0] > 0  # the other table's defaults were fine
+    run = app.sync.sync_runs().iloc[-1]
+    assert run["outcome"] == "succeeded"
+    assert "user_settings: provisioning refused" in run["message"] and "no_system_theme" in run["message"]
+    assert not check_result(result, "app_tables_follow_their_policies")  # the rows still missing are reported
+    assert set(app.changes()["entity"]) == {f"{app.schema}.user_profile"}  # the audit trail lists only what was written

@@ -31,7 +31,7 @@ def test_upgrade_creates_the_contract_tables_and_is_idempotent(engine: sa.Engine
     )
     with engine.connect() as connection:
         version = connection.execute(sa.text(f'SELECT version_num FROM "{schema}".alembic_version')).scalar_one()
-    assert version == "0003_alerts_sent"
+    assert version == "0004_webhook_event_problems"
 
 
 def test_one_live_membership_per_pair_is_enforced(engine: sa.Engine, schema: str) -> None:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from sync_pipeline.mirror.database import upgrade_schema
 from sync_pipeline.webhooks.inbox import (
     RELEVANT_EVENT_TYPES,
+    INVALID,
     EventFacts,
     affected_ids,
     classify,
@@ -333,3 +334,37 @@ def test_affected_ids_are_sorted_and_unique() -> None:
     ]
     assert affected_ids(facts) == (["user_a", "user_b"], ["org_a", "org_b", "org_z"])
     assert affected_ids([]) == ([], [])
+
+
+@pytest.mark.parametrize(
+    ("payload", "problem"),
+    [
+        ({"type": "user.updated", "data": {"id": ".."}}, "data.id has characters"),
+        ({"type": "user.updated", "data": {"id": "user_" + "x" * 9_995}}, "data.id 10000 characters long (at most 128)"),
+        ({"type": "organization.updated", "data": {"id": "org_1/../x"}}, "data.id has characters"),
+        (
+            {"type": "organizationMembership.created", "data": {"id": "orgmem_1", "organization": {"id": "org_1"},
+                                                                "public_user_data": {"user_id": "../users"}}},
+            "user id has characters",
+        ),
+        ({"type": "organizationMembership.deleted", "data": {"organization": {"id": "o" * 200}}}, "organization id 200 characters"),
+    ],
+)
+def test_ids_that_cannot_be_clerk_ids_make_the_event_invalid_with_the_reason(payload: dict, problem: str) -> None:
+    facts = classify(payload)
+    assert facts.status == INVALID
+    assert facts.problem.startswith(problem)
+    assert facts.user_id is None and facts.organization_id is None and facts.object_id is None  # never stored as ids
+    assert len(facts.problem) < 120  # the reason, never the id
+    assert affected_ids([facts]) == ([], [])
+
+
+def test_an_absurd_id_is_stored_invalid_with_its_reason_and_never_pending(engine, schema) -> None:  # noqa: ANN001
+    upgrade_schema(engine, schema)
+    stored = store_delivery(
+        engine, schema, svix_id="msg_absurd", svix_timestamp=None, payload={"type": "user.updated", "data": {"id": "u" * 10_000}}
+    )
+    assert stored.status == INVALID and stored.problem == "data.id 10000 characters long (at most 128)"
+    assert pending_events(engine, schema, limit=10) == []
+    health = inbox_health(engine, schema)
+    assert health.invalid_last_day == 1 and health.invalid_reasons == (("data.id 10000 characters long (at most 128)", 1),)

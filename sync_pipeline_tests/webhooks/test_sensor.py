@@ -106,3 +106,46 @@ def test_the_batch_is_bounded(harness, monkeypatch) -> None:  # noqa: ANN001
 
     (request,) = requests_of(result)
     assert len(request.run_config["resources"]["sync_options"]["config"]["webhook_event_ids"]) == 3
+
+
+def test_a_run_whose_process_is_gone_is_failed_and_its_events_launched_again(harness) -> None:  # noqa: ANN001
+    import subprocess
+    import sys
+
+    from sync_pipeline.webhooks.orphaned_runs import PROCESS_TAG, RunProcess
+
+    upgrade_schema(harness.engine, harness.schema)
+    store(harness, "msg_orphan", "user_orphan")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = RunProcess(RunProcess.current().host, gone.pid, "1")
+    alive = create_run_for_test(
+        harness.instance, job_name="partial_sync_job", status=DagsterRunStatus.STARTED, tags={PROCESS_TAG: RunProcess.current().tag()}
+    )
+
+    # A run whose process still runs (this one) holds the sensor, as it should...
+    result, _ = tick(harness)
+    assert isinstance(result, SkipReason) and "still running" in result.skip_message
+    harness.instance.report_run_canceled(alive)
+
+    # ...one whose process is gone does not.
+    orphan = create_run_for_test(harness.instance, job_name="partial_sync_job", status=DagsterRunStatus.STARTED, tags={PROCESS_TAG: dead.tag()})
+    result, _ = tick(harness)
+    (request,) = requests_of(result)
+    assert request.run_config["resources"]["sync_options"]["config"]["webhook_event_ids"] == ["msg_orphan"]
+    assert harness.instance.get_run_by_id(orphan.run_id).status == DagsterRunStatus.FAILURE
+
+
+def test_a_run_of_another_host_or_without_the_tag_is_left_to_dagster(harness) -> None:  # noqa: ANN001
+    from sync_pipeline.webhooks.orphaned_runs import PROCESS_TAG, RunProcess
+
+    upgrade_schema(harness.engine, harness.schema)
+    store(harness, "msg_other", "user_other")
+    elsewhere = create_run_for_test(
+        harness.instance, job_name="partial_sync_job", status=DagsterRunStatus.STARTED,
+        tags={PROCESS_TAG: RunProcess("another-host", 1, "1").tag()},
+    )
+    result, _ = tick(harness)
+    assert isinstance(result, SkipReason) and "still running" in result.skip_message
+    assert harness.instance.get_run_by_id(elsewhere.run_id).status == DagsterRunStatus.STARTED
+    harness.instance.report_run_canceled(elsewhere)
