@@ -71,12 +71,17 @@ class EmulatorSettings:
     ``requests_per_10s``: None for Clerk's own limit for the key's kind (100 for
     ``sk_test_`` keys, 1000 for ``sk_live_``), 0 for no limit, else that many requests
     per window. ``rate_limit_window_s`` (10 s like Clerk's) can be shortened for tests.
+
+    ``created_at_bounds_inclusive``: whether ``created_at_after``/``created_at_before`` on
+    ``GET /users`` and ``/users/count`` keep a user created exactly on the bound (>=, <=)
+    or not (>, <, the default). Clerk does not say; a client must survive both.
     """
 
     secret_key: str = DEFAULT_SECRET_KEY
     latency_ms: float = 0.0
     requests_per_10s: int | None = None
     rate_limit_window_s: float = 10.0
+    created_at_bounds_inclusive: bool = False
 
     def request_limit(self) -> int | None:
         """Requests allowed per window, or None for no limit."""
@@ -228,7 +233,7 @@ def _flag(request: Request, name: str) -> bool:
     return raw == "true"
 
 
-def _user_query(request: Request, *, for_count: bool) -> UserQuery:
+def _user_query(request: Request, settings: EmulatorSettings, *, for_count: bool) -> UserQuery:
     return UserQuery(
         user_ids=_values(request, "user_id"),
         email_addresses=_values(request, "email_address"),
@@ -241,6 +246,7 @@ def _user_query(request: Request, *, for_count: bool) -> UserQuery:
         last_active_at_before=_timestamp(request, "last_active_at_before"),
         order_by="-created_at" if for_count else request.query_params.get("order_by", "-created_at"),
         starting_after=None if for_count else request.query_params.get("starting_after"),
+        created_at_bounds_inclusive=settings.created_at_bounds_inclusive,
     )
 
 
@@ -451,11 +457,11 @@ class ClerkEmulatorApp:
 
     async def _list_users(self, request: Request) -> Response:
         limit, offset = _page(request)
-        texts = self.store.list_users(_user_query(request, for_count=False), limit=limit, offset=offset)
+        texts = self.store.list_users(_user_query(request, self.settings, for_count=False), limit=limit, offset=offset)
         return _json(f"[{','.join(_as_served(texts, request))}]")
 
     async def _count_users(self, request: Request) -> Response:
-        total = self.store.count_users(_user_query(request, for_count=True))
+        total = self.store.count_users(_user_query(request, self.settings, for_count=True))
         return _json(f'{{"object":"total_count","total_count":{total}}}')
 
     async def _get_user(self, request: Request) -> Response:

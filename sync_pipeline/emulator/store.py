@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from sync_pipeline.emulator.creation_order import CreationOrder
 from sync_pipeline.emulator.generate import (
     GENERATED_UNTIL_MS,
     USER_TIME_FIELDS,
@@ -110,6 +111,7 @@ class UserQuery:
     last_active_at_before: int | None = None
     order_by: str = "-created_at"
     starting_after: str | None = None  # a user id: continue after it (created_at order only)
+    created_at_bounds_inclusive: bool = False  # created_at_after/before: >= and <= rather than > and <
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,11 @@ class ClerkStore:
     With ``cascade_membership_events`` a user or organization deletion also emits one
     ``organizationMembership.deleted`` per membership it removes; Clerk does not document
     whether it does, so by default it does not, and consumers must cascade themselves.
+
+    ``users_in_one_millisecond``: that many generated users, a run in the middle of
+    creation order, share one ``created_at`` millisecond, as a bulk import makes. Order by
+    ``created_at`` breaks such ties by id (see :mod:`.creation_order`), and a
+    ``starting_after`` cursor walks through the crowd without loss or repetition.
     """
 
     def __init__(
@@ -156,8 +163,9 @@ class ClerkStore:
         seed: int = 42,
         *,
         cascade_membership_events: bool = False,
+        users_in_one_millisecond: int = 0,
     ) -> None:
-        self._generated = DataGenerator(seed, users, organizations)
+        self._generated = DataGenerator(seed, users, organizations, users_in_one_millisecond=users_in_one_millisecond)
         self.seed = seed
         self.instance_id = self._generated.instance_id
         self.cascade_membership_events = cascade_membership_events
@@ -174,6 +182,12 @@ class ClerkStore:
 
         layout = self._generated.memberships
         self._users = Positions(users)
+        crowd = self._generated.user_crowd
+        crowd_index = np.arange(crowd.start, crowd.stop, dtype=np.int64)
+        crowd_ids = self._generated.user_ids.encode_many(
+            crowd_index, np.full(len(crowd), self._generated.user_created_at(crowd.start) if len(crowd) else 0)
+        ) if len(crowd) else []
+        self._user_order = CreationOrder(crowd, [str(i) for i in crowd_ids])
         self._user_overlay: dict[int, dict[str, Any]] = {}  # changed or created users
         self._created_user_positions: dict[str, int] = {}
         self._created_user_times: list[int] = []  # created_at of created users, by position - users
@@ -306,7 +320,7 @@ class ClerkStore:
                     ordered = ordered[::-1]
                 page = [int(position) for position in ordered[offset : offset + limit]]
             else:
-                page = self._users.page(offset, limit, descending=descending, start=start, stop=stop)
+                page = self._user_order.page(self._users, offset, limit, descending=descending, start=start, stop=stop)
             return [user.json for user in self._users_at(page)]
 
     def count_users(self, query: UserQuery) -> int:
@@ -315,7 +329,7 @@ class ClerkStore:
             start, stop = self._user_window(query, "created_at", 0)
             if self._user_query_needs_scan(query):
                 return len(self._matching_users(query, start, stop))
-            return self._users.live_count(start, stop)
+            return self._user_order.live_count(self._users, start, stop)
 
     @staticmethod
     def _user_query_needs_scan(query: UserQuery) -> bool:
@@ -325,13 +339,18 @@ class ClerkStore:
         )
 
     def _user_window(self, query: UserQuery, order_field: str, offset: int) -> tuple[int, int]:
-        """The range of positions the query's created_at bounds and cursor leave open."""
+        """The range of ranks (see :mod:`.creation_order`) the created_at bounds and cursor leave open."""
         start, stop = 0, self._users.end
-        creation_times = range(self._users.end)
+        ranks = range(self._users.end)
+
+        def created_at(rank: int) -> int:
+            return self._user_created_at(self._user_order.position(rank))
+
+        inclusive = query.created_at_bounds_inclusive
         if query.created_at_after is not None:
-            start = bisect_right(creation_times, query.created_at_after, key=self._user_created_at)
+            start = (bisect_left if inclusive else bisect_right)(ranks, query.created_at_after, key=created_at)
         if query.created_at_before is not None:
-            stop = bisect_left(creation_times, query.created_at_before, key=self._user_created_at)
+            stop = (bisect_right if inclusive else bisect_left)(ranks, query.created_at_before, key=created_at)
         if query.starting_after is not None:
             if order_field != "created_at":
                 raise InvalidParameter("starting_after", "starting_after can only be used when ordering by created_at")
@@ -343,6 +362,7 @@ class ClerkStore:
                 cursor = self._generated.user_index(query.starting_after)
             if cursor is None:
                 raise InvalidParameter("starting_after", "starting_after must be the id of a user")
+            cursor = self._user_order.rank(cursor)
             if query.order_by.startswith("-"):
                 stop = min(stop, cursor)
             else:
@@ -350,15 +370,18 @@ class ClerkStore:
         return start, stop
 
     def _matching_users(self, query: UserQuery, start: int, stop: int) -> list[tuple[int, UserFacts]]:
-        """Live users in [start, stop) the filters match, in position order, with their facts."""
+        """Live users with a rank in [start, stop) the filters match, in rank order, with their facts."""
         members = self._member_positions(query.organization_ids) if query.organization_ids else None
+        rank = self._user_order.rank
         if query.user_ids:
-            candidates = sorted({p for user_id in query.user_ids if (p := self._user_position(user_id)) is not None})
+            candidates = sorted(
+                {p for user_id in query.user_ids if (p := self._user_position(user_id)) is not None}, key=rank
+            )
         elif members is not None:
-            candidates = sorted(members)
+            candidates = sorted(members, key=rank)
         else:
-            candidates = self._users.live(start, stop)
-        candidates = [p for p in candidates if start <= p < stop]
+            candidates = self._user_order.live(self._users, start, stop)
+        candidates = [p for p in candidates if start <= rank(p) < stop]
         emails = {address.lower() for address in query.email_addresses}
         external_ids = set(query.external_ids)
         text = query.text.lower() if query.text else None
@@ -388,7 +411,7 @@ class ClerkStore:
         return matched
 
     def _ordered_user_positions(self, query: UserQuery, field: str, start: int, stop: int) -> Sequence[int]:
-        """Matching positions in [start, stop), ascending by ``field`` (nulls last)."""
+        """Matching positions with a rank in [start, stop), ascending by ``field`` (nulls last)."""
         attribute = _USER_SORT_ATTRIBUTE[field]
         if self._user_query_needs_scan(query):
             matched = self._matching_users(query, start, stop)
@@ -396,7 +419,7 @@ class ClerkStore:
                 matched.sort(key=lambda item: _sort_key(getattr(item[1], attribute)))
             return [position for position, _ in matched]
         if field == "created_at":
-            return self._users.live(start, stop)
+            return self._user_order.live(self._users, start, stop)
         if field not in self._user_order_cache:
             if field in USER_TIME_FIELDS:
                 self._user_order_cache[field] = self._users_by_time(field)
@@ -405,7 +428,8 @@ class ClerkStore:
                 every.sort(key=lambda item: _sort_key(getattr(item[1], attribute)))
                 self._user_order_cache[field] = np.array([position for position, _ in every], dtype=np.int64)
         order = np.asarray(self._user_order_cache[field])
-        return order[(order >= start) & (order < stop)]
+        ranks = self._user_order.ranks(order)
+        return order[(ranks >= start) & (ranks < stop)]
 
     def _users_by_time(self, field: str) -> np.ndarray:
         """Live users ascending by a timestamp (nulls last), without generating any user.
