@@ -75,6 +75,13 @@ class EmulatorSettings:
     ``created_at_bounds_inclusive``: whether ``created_at_after``/``created_at_before`` on
     ``GET /users`` and ``/users/count`` keep a user created exactly on the bound (>=, <=)
     or not (>, <, the default). Clerk does not say; a client must survive both.
+
+    Deep offsets, as Clerk's spec describes for ``GET /users`` ("a large ``offset`` has to
+    walk and discard every row before it, so it gets progressively slower and eventually
+    times out"): a page at ``offset`` is delayed ``offset / 1000 * users_offset_ms_per_1000``
+    ms, and an ``offset`` above ``users_offset_timeout`` answers 504 with Clerk's error
+    body (None: never). ``GET /organization_memberships`` has the same pair
+    (``memberships_offset_*``); its timeout is off by default, as its spec says nothing.
     """
 
     secret_key: str = DEFAULT_SECRET_KEY
@@ -82,6 +89,10 @@ class EmulatorSettings:
     requests_per_10s: int | None = None
     rate_limit_window_s: float = 10.0
     created_at_bounds_inclusive: bool = False
+    users_offset_ms_per_1000: float = 0.5
+    users_offset_timeout: int | None = 10_000
+    memberships_offset_ms_per_1000: float = 0.5
+    memberships_offset_timeout: int | None = None
 
     def request_limit(self) -> int | None:
         """Requests allowed per window, or None for no limit."""
@@ -180,6 +191,22 @@ def _too_many_requests(retry_after_s: int) -> Response:
         429, "too_many_requests", "Too many requests", "Too many requests, retry later",
         headers={"Retry-After": str(retry_after_s)},
     )
+
+
+def _offset_timed_out() -> Response:
+    return clerk_error(
+        504, "request_timeout", "Request timed out",
+        "The request took too long: a large offset walks every row before it. Paginate with starting_after.",
+    )
+
+
+async def _walk_offset(offset: int, ms_per_1000: float, timeout_offset: int | None) -> Response | None:
+    """Spend the time a database spends skipping ``offset`` rows; a 504 past ``timeout_offset``."""
+    timed_out = timeout_offset is not None and offset > timeout_offset
+    walked = timeout_offset if timed_out and timeout_offset is not None else offset
+    if ms_per_1000 > 0 and walked > 0:
+        await asyncio.sleep(walked / 1000 * ms_per_1000 / 1000)
+    return _offset_timed_out() if timed_out else None
 
 
 def _json(text: str) -> Response:
@@ -457,7 +484,12 @@ class ClerkEmulatorApp:
 
     async def _list_users(self, request: Request) -> Response:
         limit, offset = _page(request)
-        texts = self.store.list_users(_user_query(request, self.settings, for_count=False), limit=limit, offset=offset)
+        settings = self.settings
+        # The store first, so a bad parameter is a 422 however deep the offset.
+        texts = self.store.list_users(_user_query(request, settings, for_count=False), limit=limit, offset=offset)
+        timed_out = await _walk_offset(offset, settings.users_offset_ms_per_1000, settings.users_offset_timeout)
+        if timed_out is not None:
+            return timed_out
         return _json(f"[{','.join(_as_served(texts, request))}]")
 
     async def _count_users(self, request: Request) -> Response:
@@ -504,6 +536,12 @@ class ClerkEmulatorApp:
 
     async def _list_memberships(self, request: Request) -> Response:
         limit, offset = _page(request)
+        settings = self.settings
+        timed_out = await _walk_offset(
+            offset, settings.memberships_offset_ms_per_1000, settings.memberships_offset_timeout
+        )
+        if timed_out is not None:
+            return timed_out
         texts, total = self.store.list_memberships(limit=limit, offset=offset)
         return _paginated(_as_served(texts, request), total)
 
