@@ -253,6 +253,12 @@ def _values(request: Request, name: str) -> tuple[str, ...]:
     return values
 
 
+def _order_by(request: Request, default: str | None) -> str | None:
+    """The first ``order_by`` given (Clerk keeps the first of several), else ``default``."""
+    given = request.query_params.getlist("order_by")
+    return given[0] if given else default
+
+
 def _flag(request: Request, name: str) -> bool:
     raw = request.query_params.get(name, "false").lower()
     if raw not in ("true", "false"):
@@ -271,7 +277,7 @@ def _user_query(request: Request, settings: EmulatorSettings, *, for_count: bool
         created_at_before=_timestamp(request, "created_at_before"),
         last_active_at_after=_timestamp(request, "last_active_at_after"),
         last_active_at_before=_timestamp(request, "last_active_at_before"),
-        order_by="-created_at" if for_count else request.query_params.get("order_by", "-created_at"),
+        order_by="-created_at" if for_count else _order_by(request, "-created_at"),
         starting_after=None if for_count else request.query_params.get("starting_after"),
         created_at_bounds_inclusive=settings.created_at_bounds_inclusive,
     )
@@ -511,7 +517,7 @@ class ClerkEmulatorApp:
         limit, offset = _page(request)
         query = OrganizationQuery(
             text=request.query_params.get("query") or None,
-            order_by=request.query_params.get("order_by", "-created_at"),
+            order_by=_order_by(request, "-created_at"),
         )
         texts, total = self.store.list_organizations(
             query, limit=limit, offset=offset, include_members_count=_flag(request, "include_members_count")

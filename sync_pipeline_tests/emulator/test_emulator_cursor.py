@@ -118,3 +118,46 @@ def test_a_deleted_users_id_still_marks_its_place(crowded: EmulatorServer) -> No
             server.store.delete_user(cursor)
             after = http.get("/users", params={"order_by": "+created_at", "starting_after": cursor, "limit": 500})
             assert [u["id"] for u in after.json()] == ordered[30:]
+
+
+# -- the rules of starting_after, from the spec text of GET /users (2025-11-10, 2026-05-12) --
+
+
+@pytest.mark.parametrize("order_by", [None, "created_at", "+created_at", "-created_at"])
+def test_the_cursor_takes_every_created_at_ordering(client: httpx.Client, order_by: str | None) -> None:
+    first = client.get("/users", params={"limit": 1, **({"order_by": order_by} if order_by else {})}).json()[0]
+    params = {"starting_after": first["id"], "limit": 500, "offset": 0}
+    response = client.get("/users", params={**params, **({"order_by": order_by} if order_by else {})})
+    assert response.status_code == 200 and len(response.json()) == USERS - 1
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"order_by": "updated_at"},
+        {"order_by": "+updated_at"},
+        {"order_by": "-last_active_at"},
+        {"order_by": "first_name"},
+        {"order_by": "email_address"},
+        {"offset": 1},
+        {"offset": 500},
+        {"starting_after": "user_2nQ7zXc3PqLm9RtY6uVb1WsKdHe"},  # a well-formed id of no user
+        {"starting_after": "nonsense"},
+    ],
+)
+def test_cursor_misuse_is_a_422_naming_starting_after(client: httpx.Client, params: dict[str, Any]) -> None:
+    cursor = client.get("/users", params={"limit": 1}).json()[0]["id"]
+    response = client.get("/users", params={"starting_after": cursor, **params})
+    assert response.status_code == 422
+    body = response.json()
+    assert set(body) == {"errors", "clerk_trace_id"}
+    assert body["errors"][0]["code"] == "form_param_value_invalid"
+    assert body["errors"][0]["meta"] == {"param_name": "starting_after"}
+
+
+def test_only_the_first_order_by_counts(client: httpx.Client) -> None:
+    cursor = client.get("/users", params={"limit": 1}).json()[0]["id"]
+    created_first = [("starting_after", cursor), ("order_by", "-created_at"), ("order_by", "username")]
+    assert client.get("/users", params=created_first).status_code == 200
+    username_first = [("starting_after", cursor), ("order_by", "username"), ("order_by", "-created_at")]
+    assert client.get("/users", params=username_first).status_code == 422
