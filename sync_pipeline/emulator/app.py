@@ -536,19 +536,19 @@ class ClerkEmulatorApp:
     async def _list_organization_memberships(self, request: Request) -> Response:
         limit, offset = _page(request)
         texts, total = self.store.list_organization_memberships(
-            request.path_params["organization_id"], limit=limit, offset=offset
+            request.path_params["organization_id"], limit=limit, offset=offset, order_by=_order_by(request, None)
         )
         return _paginated(_as_served(texts, request), total)
 
     async def _list_memberships(self, request: Request) -> Response:
         limit, offset = _page(request)
         settings = self.settings
+        texts, total = self.store.list_memberships(limit=limit, offset=offset, order_by=_order_by(request, None))
         timed_out = await _walk_offset(
             offset, settings.memberships_offset_ms_per_1000, settings.memberships_offset_timeout
         )
         if timed_out is not None:
             return timed_out
-        texts, total = self.store.list_memberships(limit=limit, offset=offset)
         return _paginated(_as_served(texts, request), total)
 
 

@@ -268,7 +268,9 @@ class MembershipLayout:
         return len(self.organization_of)
 
     @classmethod
-    def build(cls, seed: int, user_count: int, organization_count: int, user_crowd: range = range(0)) -> MembershipLayout:
+    def build(
+        cls, seed: int, user_count: int, organization_count: int, user_crowd: range = range(0)
+    ) -> MembershipLayout:
         rng = np.random.default_rng([seed, 0x6D656D62])
         org_index = np.arange(organization_count, dtype=np.int64)
         org_created = _creation_times(org_index, organization_count, ORGANIZATIONS_FROM_MS, seed)

@@ -66,6 +66,9 @@ USER_ORDER_FIELDS = (
     "last_active_at", "last_sign_in_at",
 )
 ORGANIZATION_ORDER_FIELDS = ("created_at", "name", "members_count")
+# What the membership lists sort by (the spec: "phone_number, email_address, created_at, first_name,
+# last_name or username"); all but created_at are the member's.
+MEMBERSHIP_ORDER_FIELDS = ("created_at", "phone_number", "email_address", "first_name", "last_name", "username")
 # UserFacts attribute each user order field sorts on.
 _USER_SORT_ATTRIBUTE = {field: field for field in USER_ORDER_FIELDS} | {"email_address": "primary_email_address"}
 _SCAN_BATCH = 2_000  # objects generated per batch while scanning
@@ -204,6 +207,13 @@ class ClerkStore:
         self._created_membership_positions: dict[str, int] = {}
         self._memberships_added_to_organization: dict[int, list[int]] = {}
         self._memberships_added_to_user: dict[int, list[int]] = {}
+        # Unordered, memberships come back as a heap scan finds them: the generated ones never
+        # written since, in position order, then every written (created or updated) one in the
+        # order of its last write. So an updated row moves to the end (see list_memberships).
+        self._membership_heap = Positions(layout.count)  # generated positions neither written nor deleted
+        self._membership_writes: dict[int, int] = {}  # position -> serial of its last write
+        self._membership_write_serial = 0
+        self._generated_membership_order: np.ndarray | None = None  # by (created_at, id); never stale
 
         self._user_order_cache: dict[str, Sequence[int]] = {}  # field -> all live users, ascending
         # field -> generated users ascending by that timestamp: (timestamps, positions); never stale
@@ -1060,17 +1070,111 @@ class ClerkStore:
 
     # == memberships: queries ============================================================
 
-    def list_memberships(self, *, limit: int, offset: int) -> tuple[list[str], int]:
-        """``GET /organization_memberships``: every membership of the instance, position order."""
-        with self._lock:
-            page = self._memberships.page(offset, limit, descending=False)
-            return self._memberships_json(page), self._memberships.live_count()
+    def list_memberships(
+        self, *, limit: int, offset: int, order_by: str | None = None
+    ) -> tuple[list[str], int]:
+        """``GET /organization_memberships``: every membership of the instance.
 
-    def list_organization_memberships(self, id_or_slug: str, *, limit: int, offset: int) -> tuple[list[str], int]:
-        """``GET /organizations/{id}/memberships``, join order."""
+        With ``order_by`` (see :data:`MEMBERSHIP_ORDER_FIELDS`), in that order, ties broken by
+        ``created_at`` then id; ``created_at`` costs a sort of the generated memberships
+        once, the member's fields a scan per request. Without it, in heap order (see
+        ``__init__``): an order that changes as rows change, so that offset pages read while
+        the data changes can skip or repeat rows, as they can against Clerk.
+        """
+        with self._lock:
+            total = self._memberships.live_count()
+            if order_by is None:
+                return self._memberships_json(self._heap_page(offset, limit)), total
+            field, descending = parse_order_by(order_by, MEMBERSHIP_ORDER_FIELDS)
+            ordered = self._memberships_by_creation()
+            if field != "created_at":
+                ordered = self._sorted_by_member(ordered, field)
+            if descending:
+                ordered = ordered[::-1]
+            page = [int(position) for position in ordered[offset : offset + limit]]
+            return self._memberships_json(page), total
+
+    def list_organization_memberships(
+        self, id_or_slug: str, *, limit: int, offset: int, order_by: str | None = None
+    ) -> tuple[list[str], int]:
+        """``GET /organizations/{id}/memberships``: ordered as :meth:`list_memberships`."""
         with self._lock:
             positions = self._live_memberships_of_organization(self._require_organization(id_or_slug))
-            return self._memberships_json(positions[offset : offset + limit]), len(positions)
+            if order_by is None:
+                writes = self._membership_writes
+                unwritten = [p for p in positions if p not in writes]
+                written = sorted((p for p in positions if p in writes), key=writes.__getitem__)
+                positions = unwritten + written
+            else:
+                field, descending = parse_order_by(order_by, MEMBERSHIP_ORDER_FIELDS)
+                records = self._membership_records(positions)
+                keys = self._membership_id_keys(positions)
+                by_creation = sorted(zip(positions, records, keys), key=lambda item: (item[1].created_at, item[2]))
+                positions = [position for position, _, _ in by_creation]
+                if field != "created_at":
+                    positions = self._sorted_by_member(positions, field)
+                if descending:
+                    positions = positions[::-1]
+            return self._memberships_json(list(positions[offset : offset + limit])), len(positions)
+
+    def _heap_page(self, offset: int, limit: int) -> list[int]:
+        """Live memberships ``offset..offset+limit`` in heap order (unwritten, then by last write)."""
+        unwritten = self._membership_heap.live_count()
+        page = self._membership_heap.page(offset, limit, descending=False) if offset < unwritten else []
+        if len(page) < limit:
+            written = list(self._membership_writes)  # dict order is last-write order
+            start = max(offset - unwritten, 0)
+            page += written[start : start + limit - len(page)]
+        return page
+
+    def _membership_id_keys(self, positions: Sequence[int]) -> list[Any]:
+        """Sort keys ordering memberships of one created_at by id."""
+        generated = self._generated.memberships.count
+        return [
+            (0, int(self._generated.membership_ids.order_keys(np.array([p]))[0]), "") if p < generated
+            else (1, 0, self._membership_records([p])[0].id)
+            for p in positions
+        ]
+
+    def _memberships_by_creation(self) -> np.ndarray:
+        """Every live membership's position, ascending by (created_at, id)."""
+        layout = self._generated.memberships
+        if self._generated_membership_order is None:
+            id_keys = self._generated.membership_ids.order_keys(np.arange(layout.count))
+            self._generated_membership_order = np.lexsort((id_keys, layout.created_at)).astype(np.int64)
+        order = self._generated_membership_order
+        deleted = np.array(self._memberships.deleted, dtype=np.int64)
+        if len(deleted):
+            order = order[~np.isin(order, deleted)]
+        # Created memberships come after: their created_at is a tick, later than any generated one.
+        created = np.array(self._memberships.live(layout.count), dtype=np.int64)
+        return np.concatenate([order, created])
+
+    def _sorted_by_member(self, positions: Sequence[int], field: str) -> list[int]:
+        """``positions`` stably sorted by a field of each membership's user (nulls last)."""
+        positions = [int(p) for p in positions]
+        records = self._membership_records(positions)
+        user_positions = sorted({record.user_position for record in records})
+        facts = {p: profile.facts for p, profile in zip(user_positions, self._user_profiles_at(user_positions))}
+
+        def value(facts: UserFacts) -> str | None:
+            if field == "email_address":
+                return facts.primary_email_address
+            if field == "phone_number":
+                return facts.phone_numbers[0] if facts.phone_numbers else None
+            return getattr(facts, field)
+
+        keyed = [(_sort_key(value(facts[record.user_position])), p) for p, record in zip(positions, records)]
+        keyed.sort(key=lambda item: item[0])
+        return [position for _, position in keyed]
+
+    def _note_membership_write(self, position: int) -> None:
+        """A membership was created or updated: in heap order it now comes last."""
+        self._membership_writes.pop(position, None)
+        self._membership_write_serial += 1
+        self._membership_writes[position] = self._membership_write_serial
+        if position < self._generated.memberships.count:
+            self._membership_heap.delete(position)
 
     def list_user_memberships(self, user_id: str, *, limit: int, offset: int) -> tuple[list[str], int]:
         """``GET /users/{id}/organization_memberships``."""
@@ -1125,6 +1229,7 @@ class ClerkStore:
         self._memberships_added_to_user.setdefault(user_position, []).append(position)
         self._members_count[organization_position] += 1
         self._organization_order_cache.pop("members_count", None)
+        self._note_membership_write(position)
         membership = json.loads(self._memberships_json([position])[0])
         self._emit("organizationMembership.created", copy.deepcopy(membership), now)
         return membership
@@ -1150,6 +1255,7 @@ class ClerkStore:
             now = self._tick()
             record.updated_at = now
             self._membership_overlay[position] = record
+            self._note_membership_write(position)
             membership = json.loads(self._memberships_json([position])[0])
             self._emit("organizationMembership.updated", copy.deepcopy(membership), now)
             return membership
@@ -1167,6 +1273,8 @@ class ClerkStore:
         """Remove a membership (its organization and user must still be renderable); return it."""
         record = self._membership_records([position])[0]
         self._memberships.delete(position)
+        self._membership_heap.delete(position)
+        self._membership_writes.pop(position, None)
         self._members_count[record.organization_position] -= 1
         self._organization_order_cache.pop("members_count", None)
         membership = json.loads(self._memberships_json([position])[0])
