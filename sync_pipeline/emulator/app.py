@@ -62,6 +62,7 @@ MAX_FILTER_VALUES = 100
 ADMIN_PREFIX = "/_emulator"  # the emulator's own admin API (see the module docstring)
 # Clerk's limits per secret key and 10 s: development instances (sk_test_) and production (sk_live_).
 CLERK_REQUESTS_PER_10S = {"sk_test_": 100, "sk_live_": 1000}
+GONE_PARENT_ANSWERS = ("404", "403", "422", "empty")  # EmulatorSettings.gone_parent_answer
 
 
 @dataclass
@@ -82,6 +83,14 @@ class EmulatorSettings:
     ms, and an ``offset`` above ``users_offset_timeout`` answers 504 with Clerk's error
     body (None: never). ``GET /organization_memberships`` has the same pair
     (``memberships_offset_*``); its timeout is off by default, as its spec says nothing.
+
+    ``gone_parent_answer``: what ``GET /users/{id}/organization_memberships`` and
+    ``GET /organizations/{id}/memberships`` answer for a user or organization that does
+    not exist (deleted, or never was). Clerk does not document it (the first lists 200
+    and 403, the second 200, 401 and 422), so any of :data:`GONE_PARENT_ANSWERS`:
+    ``"404"`` (the default), ``"403"`` and ``"422"`` with Clerk's error body, or
+    ``"empty"``: a 200 with no rows. ``GET /users/{id}`` and ``GET /organizations/{id}``
+    answer 404 whatever this says.
     """
 
     secret_key: str = DEFAULT_SECRET_KEY
@@ -93,6 +102,12 @@ class EmulatorSettings:
     users_offset_timeout: int | None = 10_000
     memberships_offset_ms_per_1000: float = 0.5
     memberships_offset_timeout: int | None = None
+    gone_parent_answer: str = "404"
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "gone_parent_answer" and value not in GONE_PARENT_ANSWERS:
+            raise ValueError(f"gone_parent_answer must be one of {', '.join(GONE_PARENT_ANSWERS)}, not {value!r}")
+        super().__setattr__(name, value)
 
     def request_limit(self) -> int | None:
         """Requests allowed per window, or None for no limit."""
@@ -510,8 +525,29 @@ class ClerkEmulatorApp:
 
     async def _list_user_memberships(self, request: Request) -> Response:
         limit, offset = _page(request)
-        texts, total = self.store.list_user_memberships(request.path_params["user_id"], limit=limit, offset=offset)
+        user_id = request.path_params["user_id"]
+        try:
+            texts, total = self.store.list_user_memberships(user_id, limit=limit, offset=offset)
+        except ObjectNotFound:
+            return self._gone_parent("user_id", user_id)
         return _paginated(_as_served(texts, request), total)
+
+    def _gone_parent(self, param_name: str, parent_id: str) -> Response:
+        """A membership list's answer for a parent that does not exist (``gone_parent_answer``)."""
+        answer = self.settings.gone_parent_answer
+        if answer == "empty":
+            return _paginated([], 0)
+        if answer == "403":
+            return clerk_error(
+                403, "authorization_invalid", "Unauthorized request",
+                "You are not authorized to perform this request",
+            )
+        if answer == "422":
+            return clerk_error(
+                422, "form_param_value_invalid", "is invalid", f"{param_name} {parent_id!r} is not a valid id",
+                meta={"param_name": param_name},
+            )
+        return clerk_error(404, "resource_not_found", "not found", "Resource not found")
 
     async def _list_organizations(self, request: Request) -> Response:
         limit, offset = _page(request)
@@ -535,9 +571,13 @@ class ClerkEmulatorApp:
 
     async def _list_organization_memberships(self, request: Request) -> Response:
         limit, offset = _page(request)
-        texts, total = self.store.list_organization_memberships(
-            request.path_params["organization_id"], limit=limit, offset=offset, order_by=_order_by(request, None)
-        )
+        organization_id = request.path_params["organization_id"]
+        try:
+            texts, total = self.store.list_organization_memberships(
+                organization_id, limit=limit, offset=offset, order_by=_order_by(request, None)
+            )
+        except ObjectNotFound:
+            return self._gone_parent("organization_id", organization_id)
         return _paginated(_as_served(texts, request), total)
 
     async def _list_memberships(self, request: Request) -> Response:
