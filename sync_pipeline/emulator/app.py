@@ -59,6 +59,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_SECRET_KEY = "sk_test_emulator"
 MAX_LIMIT = 500
 MAX_FILTER_VALUES = 100
+REQUEST_TIMES_KEPT = 200_000  # EmulatorStats.request_times: enough for any test's busiest window
 ADMIN_PREFIX = "/_emulator"  # the emulator's own admin API (see the module docstring)
 # Clerk's limits per secret key and 10 s: development instances (sk_test_) and production (sk_live_).
 CLERK_REQUESTS_PER_10S = {"sk_test_": 100, "sk_live_": 1000}
@@ -72,6 +73,12 @@ class EmulatorSettings:
     ``requests_per_10s``: None for Clerk's own limit for the key's kind (100 for
     ``sk_test_`` keys, 1000 for ``sk_live_``), 0 for no limit, else that many requests
     per window. ``rate_limit_window_s`` (10 s like Clerk's) can be shortened for tests.
+
+    ``application_share``: the share of each window's budget the instance's own
+    application spends (Clerk's limit is the instance's, and the app's backend calls use
+    it too). The emulator simulates those calls, spread evenly over the window, so a sync
+    meets 429s once it takes more than ``1 - application_share`` of the limit. 0 turns the
+    application off; with no limit (``requests_per_10s=0``) there is nothing to share.
 
     ``created_at_bounds_inclusive``: whether ``created_at_after``/``created_at_before`` on
     ``GET /users`` and ``/users/count`` keep a user created exactly on the bound (>=, <=)
@@ -103,10 +110,13 @@ class EmulatorSettings:
     memberships_offset_ms_per_1000: float = 0.5
     memberships_offset_timeout: int | None = None
     gone_parent_answer: str = "404"
+    application_share: float = 0.2
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "gone_parent_answer" and value not in GONE_PARENT_ANSWERS:
             raise ValueError(f"gone_parent_answer must be one of {', '.join(GONE_PARENT_ANSWERS)}, not {value!r}")
+        if name == "application_share" and not 0 <= value < 1:
+            raise ValueError(f"application_share must be at least 0 and below 1, not {value!r}")
         super().__setattr__(name, value)
 
     def request_limit(self) -> int | None:
@@ -126,6 +136,8 @@ class EmulatorStats:
     requests_by_path: Counter[str] = field(default_factory=Counter)
     responses_by_status: Counter[int] = field(default_factory=Counter)
     rate_limited: int = 0  # 429s from the rate limiter (injected 429s are in FaultInjector.fired)
+    # When each API request arrived (time.monotonic()), refused ones included; the latest only.
+    request_times: deque[float] = field(default_factory=lambda: deque(maxlen=REQUEST_TIMES_KEPT), repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -138,9 +150,26 @@ class EmulatorStats:
         with self._lock:
             return sum(self.requests_by_path.values())
 
-    def record_request(self, path: str) -> None:
+    def record_request(self, path: str, at: float | None = None) -> None:
         with self._lock:
             self.requests_by_path[path] += 1
+            self.request_times.append(time.monotonic() if at is None else at)
+
+    def busiest_window(self, window_s: float = 10.0) -> int:
+        """The most API requests that arrived within any ``window_s`` seconds.
+
+        Counts every request of the Clerk API the emulator saw (refused ones too, since
+        they cost the instance's budget as much), never the admin API or the simulated
+        application's calls. Only the last :data:`REQUEST_TIMES_KEPT` arrivals are kept.
+        """
+        with self._lock:
+            times = list(self.request_times)
+        busiest, first = 0, 0
+        for last, arrived in enumerate(times):  # arrival order is time order
+            while arrived - times[first] >= window_s:
+                first += 1
+            busiest = max(busiest, last - first + 1)
+        return busiest
 
     def record_response(self, status: int) -> None:
         with self._lock:
@@ -159,17 +188,40 @@ class EmulatorStats:
             self.requests_by_path.clear()
             self.responses_by_status.clear()
             self.rate_limited = 0
+            self.request_times.clear()
 
 
 class SlidingWindowRateLimiter:
-    """At most ``limit`` requests per key in any ``window_s`` seconds."""
+    """At most ``limit`` requests per key in any ``window_s`` seconds, the application's included.
+
+    The simulated application (``application_share`` of the limit) calls at an even pace:
+    its calls due since the last request are counted in when a request arrives, so it
+    costs nothing while the emulator is idle.
+    """
 
     def __init__(self) -> None:
         self._recent: dict[str, deque[float]] = {}
+        # Per key, the application's pace: (first call, calls made since, seconds between calls).
+        self._application_clock: dict[str, tuple[float, int, float]] = {}
 
-    def admit(self, key: str, limit: int, window_s: float, now: float) -> float | None:
+    def admit(
+        self, key: str, limit: int, window_s: float, now: float, application_share: float = 0.0
+    ) -> float | None:
         """Count the request and return None, or refuse it: the seconds until one would pass."""
         recent = self._recent.setdefault(key, deque())
+        application_calls = math.floor(limit * application_share)
+        if application_calls > 0:
+            interval = window_s / application_calls
+            start, made, pace = self._application_clock.get(key, (now, 0, interval))
+            if pace != interval:  # the settings changed: the new pace starts at the next call
+                start, made = start + made * pace, 0
+            if start + made * interval < now - window_s:  # idle: calls out of the window never count
+                made = math.ceil((now - window_s - start) / interval)
+            # Due times as start + k * interval, never a running sum, so no rounding drift.
+            while (due := start + made * interval) <= now:
+                recent.append(due)  # the application's call, in time order with the sync's
+                made += 1
+            self._application_clock[key] = (start, made, interval)
         while recent and recent[0] <= now - window_s:
             recent.popleft()
         if len(recent) >= limit:
@@ -407,7 +459,9 @@ class ClerkEmulatorApp:
         key = self.settings.secret_key
         limit = self.settings.request_limit()
         if limit is not None:
-            wait_s = self._rate_limiter.admit(key, limit, self.settings.rate_limit_window_s, time.monotonic())
+            wait_s = self._rate_limiter.admit(
+                key, limit, self.settings.rate_limit_window_s, time.monotonic(), self.settings.application_share
+            )
             if wait_s is not None:
                 self.stats.record_rate_limited()
                 return _too_many_requests(max(1, math.ceil(wait_s)))
