@@ -4,7 +4,13 @@ Every request passes, in order: the configured latency (``asyncio.sleep``, so co
 requests overlap as against the real API), the ``Authorization: Bearer`` check (401),
 the per-key rate limit (429 with ``Retry-After``), any injected fault, and then the
 route. Errors carry Clerk's body: ``{"errors": [{message, long_message, code, meta}],
-"clerk_trace_id"}``. Any ``Clerk-API-Version`` header is accepted.
+"clerk_trace_id"}``. After the rate limit comes the API version (``check_api_version``):
+Clerk's docs ("Versioning overview") let a request name its version in the
+``Clerk-API-Version`` header or the ``__clerk_api_version`` query parameter, and call a
+request that uses both, or names an invalid version, invalid; the emulator answers
+those 400 (the status the spec gives ``GET /users`` for a ClerkErrors body). Valid
+versions are the dates Clerk has released (:data:`CLERK_API_VERSIONS`, the specs of
+clerk/openapi-specs); a request naming none gets the instance's default.
 
 List bodies are assembled from the store's pre-rendered JSON texts, never re-encoded.
 
@@ -45,6 +51,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -64,6 +71,9 @@ ADMIN_PREFIX = "/_emulator"  # the emulator's own admin API (see the module docs
 # Clerk's limits per secret key and 10 s: development instances (sk_test_) and production (sk_live_).
 CLERK_REQUESTS_PER_10S = {"sk_test_": 100, "sk_live_": 1000}
 GONE_PARENT_ANSWERS = ("404", "403", "422", "empty")  # EmulatorSettings.gone_parent_answer
+# The Backend API versions Clerk has released (bapi/*.yml in clerk/openapi-specs).
+CLERK_API_VERSIONS = ("2021-02-05", "2024-10-01", "2025-03-12", "2025-04-10", "2025-11-10", "2026-05-12")
+API_VERSION_HEADER, API_VERSION_QUERY = "clerk-api-version", "__clerk_api_version"
 
 
 @dataclass
@@ -79,6 +89,10 @@ class EmulatorSettings:
     it too). The emulator simulates those calls, spread evenly over the window, so a sync
     meets 429s once it takes more than ``1 - application_share`` of the limit. 0 turns the
     application off; with no limit (``requests_per_10s=0``) there is nothing to share.
+
+    ``check_api_version``: refuse (400) a request naming an unknown or malformed API
+    version, or naming one both in the header and the query (see the module docstring);
+    False accepts anything.
 
     ``created_at_bounds_inclusive``: whether ``created_at_after``/``created_at_before`` on
     ``GET /users`` and ``/users/count`` keep a user created exactly on the bound (>=, <=)
@@ -111,6 +125,7 @@ class EmulatorSettings:
     memberships_offset_timeout: int | None = None
     gone_parent_answer: str = "404"
     application_share: float = 0.2
+    check_api_version: bool = True
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "gone_parent_answer" and value not in GONE_PARENT_ANSWERS:
@@ -274,6 +289,25 @@ async def _walk_offset(offset: int, ms_per_1000: float, timeout_offset: int | No
     if ms_per_1000 > 0 and walked > 0:
         await asyncio.sleep(walked / 1000 * ms_per_1000 / 1000)
     return _offset_timed_out() if timed_out else None
+
+
+def _api_version_problem(scope: Scope) -> Response | None:
+    """A 400 if the request names its API version twice, or a version Clerk never released."""
+    headers = [value.decode("latin-1") for name, value in scope["headers"] if name.lower() == b"clerk-api-version"]
+    query = QueryParams(scope.get("query_string", b"")).getlist(API_VERSION_QUERY)
+    named = headers + query
+    if headers and query:
+        problem = f"name the API version once: in the Clerk-API-Version header or in {API_VERSION_QUERY}, not both"
+    elif len(named) > 1:
+        problem = "name the API version once"
+    elif named and named[0].strip() not in CLERK_API_VERSIONS:
+        problem = (
+            f"{named[0]!r} is not a Clerk API version; versions are release dates such as 2025-11-10"
+            f" (known: {', '.join(CLERK_API_VERSIONS)})"
+        )
+    else:
+        return None
+    return clerk_error(400, "api_version_invalid", "Invalid API version", problem)
 
 
 def _json(text: str) -> Response:
@@ -453,7 +487,7 @@ class ClerkEmulatorApp:
         return scheme.lower() == "bearer" and key.strip() == self.settings.secret_key
 
     def _refusal(self, scope: Scope) -> Response | None:
-        """A 401 or 429 if the request may not pass, else None."""
+        """A 401, 429 or 400 (API version) if the request may not pass, else None."""
         if not self._authorized(scope):
             return _unauthorized()
         key = self.settings.secret_key
@@ -465,6 +499,8 @@ class ClerkEmulatorApp:
             if wait_s is not None:
                 self.stats.record_rate_limited()
                 return _too_many_requests(max(1, math.ceil(wait_s)))
+        if self.settings.check_api_version:
+            return _api_version_problem(scope)
         return None
 
     async def _admin(self, scope: Scope, receive: Receive, send: Send) -> None:
