@@ -50,6 +50,7 @@ from sync_pipeline.mirror.apply import ApplyResult, SyncRunRecord, apply_plan, r
 from sync_pipeline.mirror.snapshot import MirrorState, read_live_keys, read_mirror, read_mirror_rows
 from sync_pipeline.errors import ConfigurationError
 from sync_pipeline.model import ENTITIES, Snapshot, SyncScope
+from sync_pipeline.scope_check import ids_not_in_clerk
 from sync_pipeline.text_columns import is_in
 from sync_pipeline.webhooks import inbox
 from sync_pipeline.webhooks.runs import events_for_run, organizations_of_users, run_lag
@@ -168,10 +169,13 @@ def clerk_snapshot(sync_scope: SyncScope, clerk: ClerkClient, mirror_db: MirrorD
     requests = sum(stats.get("requests", 0) for stats in report.fetch_stats.values())
     throttled = sum(stats.get("responses_429", 0) for stats in report.fetch_stats.values())
     retries = sum(stats.get("retries", 0) for stats in report.fetch_stats.values())
+    # A scoped run's ids that Clerk does not have: mistyped, or deleted (their mirror rows go).
+    not_in_clerk = {} if sync_scope.is_full else {"not_in_clerk": MetadataValue.json(ids_not_in_clerk(sync_scope, snapshot))}
     return Output(
         snapshot,
         metadata={
             "scope": MetadataValue.text(sync_scope.describe()),
+            **not_in_clerk,
             **{f"rows.{entity}": MetadataValue.int(count) for entity, count in report.rows.items()},
             **{f"repeats_dropped.{entity}": MetadataValue.int(count) for entity, count in report.repeats_dropped.items()},
             **{f"absent_from_scan.{entity}": MetadataValue.int(n) for entity, n in report.absent.items()},
