@@ -48,7 +48,9 @@ class RateState:
             return ""
         text = f"{self.requests_per_10s:.0f} req/10s"
         if self.responses_429:
-            text += f", {self.responses_429} × 429 (waited {self.waiting_seconds:.0f}s)"
+            text += f", {self.responses_429} × 429"
+            if self.waiting_seconds >= 1:
+                text += f" (waited {self.waiting_seconds:.0f}s)"
         return text
 
 
@@ -106,6 +108,8 @@ class TerminalProgress:
     # The reporter protocol. -------------------------------------------------------------
     def list_started(self, name: str, expected_rows: int | None) -> None:
         with self._lock:
+            if all(item.finished for item in self._lists.values()):
+                self._last_plain = float("-inf")  # a new read: its first page starts the interval afresh
             self._lists[name] = ListProgress(name, expected_rows, started_at=self.clock())
             if self.is_live:
                 display = self._display()
