@@ -17,11 +17,12 @@ from sqlalchemy.engine import Engine
 from sync_pipeline import settings
 from sync_pipeline.app_tables.catalog import resolve_tables
 from sync_pipeline.app_tables.config import AppTablesConfig, load_config
-from sync_pipeline.diff.plan import APP_WRITE_KINDS, CHANGE_KINDS, SyncPlan
+from sync_pipeline.diff.plan import APP_WRITE_KINDS, SyncPlan
 from sync_pipeline.embedded import database_url_or_embedded
 from sync_pipeline.errors import ConfigurationError
 from sync_pipeline.mirror.database import check_connection, create_mirror_engine, upgrade_schema
 from sync_pipeline.model import SyncScope
+from sync_pipeline.defs.metadata import table_counts
 from sync_pipeline.scope_check import ids_not_in_clerk
 from sync_pipeline.plan_text import format_app_tables, format_app_tables_written, format_not_in_clerk, format_plan
 
@@ -194,11 +195,7 @@ def _execute(job_name: str, sync_options: dict, *, dry_run: bool, verbose: bool)
                 app_written = _app_tables_written(metadata, plan)
             if key[0] != "clerk_mirror":
                 continue
-            written[key[-1]] = {
-                kind: int(metadata[f"written.{key[-1]}.{kind}"].value)
-                for kind in CHANGE_KINDS
-                if f"written.{key[-1]}.{kind}" in metadata
-            }
+            written[key[-1]] = table_counts(metadata["written"]).get(key[-1], {}) if "written" in metadata else {}
         return SyncOutcome(
             result.run_id,
             EXIT_OK,
@@ -212,11 +209,9 @@ def _execute(job_name: str, sync_options: dict, *, dry_run: bool, verbose: bool)
 
 
 def _app_tables_written(metadata: dict, plan: SyncPlan) -> dict[str, dict[str, int]]:
-    """The app_tables materialization's ``written.<schema.table>.<kind>`` entries, per table."""
-    return {
-        label: {kind: int(metadata[f"written.{label}.{kind}"].value) for kind in APP_WRITE_KINDS if f"written.{label}.{kind}" in metadata}
-        for label in plan.app_tables
-    }
+    """The app_tables materialization's ``written`` table (a row per declared table, a column per kind)."""
+    written = table_counts(metadata["written"], row_label="table") if "written" in metadata else {}
+    return {label: {kind: written.get(label, {}).get(kind, 0) for kind in APP_WRITE_KINDS} for label in plan.app_tables}
 
 
 def process_pending_webhooks(*, verbose: bool = False) -> list[SyncOutcome]:
