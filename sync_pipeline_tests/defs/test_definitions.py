@@ -62,3 +62,19 @@ def test_dagster_definitions_validate_passes_without_any_environment(tmp_path) -
         timeout=180,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
+
+
+def test_with_no_application_tables_declared_their_asset_is_plainly_off_and_outside_the_jobs(monkeypatch) -> None:
+    from sync_pipeline.definitions import APP_TABLES_OFF_GROUP, build_definitions, build_resources
+
+    monkeypatch.delenv("SYNC_APP_TABLES", raising=False)
+    off = build_definitions(build_resources())
+    spec = off.resolve_assets_def(AssetKey("app_tables")).specs_by_key[AssetKey("app_tables")]
+    assert spec.group_name == APP_TABLES_OFF_GROUP and spec.description.startswith("Off: SYNC_APP_TABLES is not set")
+    selected = off.resolve_job_def("full_sync_job").asset_layer.selected_asset_keys
+    assert AssetKey("app_tables") not in selected and AssetKey(["clerk_mirror", "users"]) in selected
+
+    monkeypatch.setenv("SYNC_APP_TABLES", "examples/app_tables.yaml")
+    on = build_definitions(build_resources())
+    assert on.resolve_assets_def(AssetKey("app_tables")).specs_by_key[AssetKey("app_tables")].group_name == "clerk_sync"
+    assert AssetKey("app_tables") in on.resolve_job_def("full_sync_job").asset_layer.selected_asset_keys
