@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from sync_pipeline.embedded import ensure_state_dir, release_embedded_postgres, start_embedded_postgres, embedded_data_dir
 
@@ -99,15 +100,27 @@ def run_demo(*, users: int, orgs: int, verbose: bool = False) -> int:
     return EXIT_OK
 
 
-def dagster_dev_command(port: int, host: str = "127.0.0.1") -> list[str]:
+# The code location under the name the deployment gives it (deploy/workspace.grpc.yaml), so
+# that links into the UI (/locations/sync_pipeline/…) are the same locally and in production.
+WORKSPACE = """\
+load_from:
+  - python_module:
+      module_name: sync_pipeline.definitions
+      location_name: sync_pipeline
+"""
+
+
+def dagster_dev_command(port: int, workspace: Path, host: str = "127.0.0.1") -> list[str]:
     """Dagster's local UI (webserver, daemon, code server) over this code location, via the dg CLI.
 
-    Warnings and errors only on the console: at INFO the daemon prints a line for every
-    sensor tick (one every few seconds); each tick, skipped or not, is in the UI.
+    ``workspace`` is written here (:data:`WORKSPACE`). Warnings and errors only on the
+    console: at INFO the daemon prints a line for every sensor tick (one every few
+    seconds); each tick, skipped or not, is in the UI.
     """
+    workspace.write_text(WORKSPACE)
     return [
         sys.executable, "-c", "from dagster_dg_cli.cli import main; main()", "dev",
-        "-m", "sync_pipeline.definitions", "-p", str(port), "-h", host, "--log-level", "warning",
+        "-w", str(workspace), "-p", str(port), "-h", host, "--log-level", "warning",
     ]
 
 
@@ -121,7 +134,8 @@ def run_ui(*, port: int, users: int, orgs: int) -> int:
     with demo_environment(users, orgs):
         url = f"http://127.0.0.1:{port}"
         print(f"Starting the Dagster UI on {url} (Ctrl-C to stop)", flush=True)
-        process = subprocess.Popen(dagster_dev_command(port), env=os.environ.copy(), start_new_session=True)
+        command = dagster_dev_command(port, ensure_state_dir() / "workspace.yaml")
+        process = subprocess.Popen(command, env=os.environ.copy(), start_new_session=True)
         with _forwarding_stop_signals(process) as stop_requested:
             _announce_when_ready(process, url, stop_requested)
             while process.poll() is None and not stop_requested:
