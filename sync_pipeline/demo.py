@@ -134,8 +134,14 @@ def run_ui(*, port: int, users: int, orgs: int) -> int:
     with demo_environment(users, orgs):
         url = f"http://127.0.0.1:{port}"
         print(f"Starting the Dagster UI on {url} (Ctrl-C to stop)", flush=True)
-        command = dagster_dev_command(port, ensure_state_dir() / "workspace.yaml")
-        process = subprocess.Popen(command, env=os.environ.copy(), start_new_session=True)
+        state = ensure_state_dir()
+        command = dagster_dev_command(port, state / "workspace.yaml")
+        env = os.environ.copy()
+        if env.get("SYNC_APP_TABLES"):  # Dagster runs in the state directory: a relative path must survive that
+            env["SYNC_APP_TABLES"] = str(Path(env["SYNC_APP_TABLES"]).resolve())
+        # Run from the state directory: from a repository's root, Dagster would warn about
+        # the dagster.yaml it finds there but does not use (DAGSTER_HOME is the state's).
+        process = subprocess.Popen(command, env=env, cwd=state, start_new_session=True)
         with _forwarding_stop_signals(process) as stop_requested:
             _announce_when_ready(process, url, stop_requested)
             while process.poll() is None and not stop_requested:
