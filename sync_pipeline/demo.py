@@ -151,13 +151,18 @@ def run_ui(*, port: int, users: int, orgs: int) -> int:
 
 @contextmanager
 def _forwarding_stop_signals(process: subprocess.Popen) -> Iterator[list[int]]:
-    """While the block runs, SIGTERM and SIGINT are passed to ``process``'s group, and noted."""
+    """While the block runs, SIGTERM and SIGINT here become a SIGINT to ``process``, and are noted.
+
+    SIGINT, to the leader alone: that is what makes ``dagster dev`` shut its webserver and
+    daemon down in order (a signal to the whole group at once ends the code server while
+    the webserver still calls it, and it prints a traceback).
+    """
     received: list[int] = []
 
     def forward(signum: int, _frame) -> None:  # noqa: ANN001
         received.append(signum)
         try:
-            os.killpg(process.pid, signal.SIGTERM)  # dagster dev shuts its children down on SIGTERM
+            process.send_signal(signal.SIGINT)
         except ProcessLookupError:
             pass
 
@@ -183,17 +188,13 @@ def _announce_when_ready(process: subprocess.Popen, url: str, stop_requested: li
 
 
 def _stop_process_group(process: subprocess.Popen) -> int:
-    """Wait for Dagster's processes to stop after the SIGTERM sent them; kill what remains."""
+    """Wait for Dagster's processes to stop after the SIGINT sent them; kill what remains."""
     import psutil
 
     try:
         members = [process, *psutil.Process(process.pid).children(recursive=True)]
     except psutil.NoSuchProcess:
         members = []
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
     deadline = time.monotonic() + UI_STOP_GRACE_SECONDS
     try:
         process.wait(timeout=UI_STOP_GRACE_SECONDS)
