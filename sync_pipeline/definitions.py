@@ -63,7 +63,12 @@ def _app_tables_declared(resources: dict) -> bool:
 
 
 def _app_tables_off(spec: AssetSpec) -> AssetSpec:
-    """With no application tables declared, their asset says so and leaves the sync's group (and its jobs)."""
+    """With no application tables declared, their asset says so and leaves the sync's group (and its jobs).
+
+    Called for every spec of the multi-asset that also writes the mirror tables: those stay as they are.
+    """
+    if spec.key != assets.APP_TABLES_KEY:
+        return spec
     return spec.replace_attributes(
         group_name=APP_TABLES_OFF_GROUP,
         description="Off: SYNC_APP_TABLES is not set, so no application table is kept consistent. Point it at "

@@ -71,6 +71,10 @@ def test_with_no_application_tables_declared_their_asset_is_plainly_off_and_outs
     off = build_definitions(build_resources())
     spec = off.resolve_assets_def(AssetKey("app_tables")).specs_by_key[AssetKey("app_tables")]
     assert spec.group_name == APP_TABLES_OFF_GROUP and spec.description.startswith("Off: SYNC_APP_TABLES is not set")
+    graph = off.resolve_asset_graph()
+    for table in ("users", "organizations", "organization_memberships"):  # written by the same step: untouched
+        assert graph.get(AssetKey(["clerk_mirror", table])).group_name == "clerk_mirror"
+        assert not (graph.get(AssetKey(["clerk_mirror", table])).description or "").startswith("Off")
     selected = off.resolve_job_def("full_sync_job").asset_layer.selected_asset_keys
     assert AssetKey("app_tables") not in selected and AssetKey(["clerk_mirror", "users"]) in selected
 
