@@ -205,4 +205,6 @@ def _tune_for_bulk_writes(uri: str) -> None:
 
 
 def database_url_or_embedded() -> str:
-    return os.environ.get("DATABASE_URL") or start_embedded_postgres()
+    """``DATABASE_URL``, else the embedded server, stopped again when this command ends (unless a
+    ``demo`` or ``ui`` running meanwhile still uses it)."""
+    return os.environ.get("DATABASE_URL") or start_embedded_postgres(stop_at_exit=True)

@@ -157,7 +157,7 @@ class TerminalProgress:
             self._live = Progress(
                 TextColumn("reading Clerk: [bold]{task.description}[/]"),
                 BarColumn(),
-                TextColumn("{task.completed:,.0f}{task.fields[of]} rows, {task.fields[pages]} pages"),
+                TextColumn("{task.completed:,.0f}{task.fields[of]} rows, {task.fields[pages]} page(s)"),
                 TextColumn("{task.fields[rate]}"),
                 TimeRemainingColumn(),
                 console=self.console,

@@ -97,3 +97,11 @@ def test_stop_ends_a_postgres_left_running_and_clean_removes_the_state(home: Pat
     cleaned = subprocess.run([*CLI, "clean", "--yes"], env=env, capture_output=True, text=True, timeout=60)
     assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
     assert not state.exists()
+
+
+def test_a_command_on_the_embedded_database_leaves_no_server_running(home: Path) -> None:
+    env = _env(home)
+    completed = subprocess.run([*CLI, "status"], env=env, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "NEVER SYNCED" in completed.stdout
+    assert _postmaster_pid(home / "state") is None, "status left the embedded PostgreSQL running"

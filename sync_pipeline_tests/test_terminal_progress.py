@@ -67,8 +67,8 @@ def test_on_a_terminal_it_shows_each_list_with_rows_pages_rate_and_429s() -> Non
         reporter.list_finished("organizations")
     shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())
     last = shown.splitlines()[-3:]
-    assert any("users" in line and "1,000 / 1,000 rows, 4 pages" in line and "48 req/10s, 2 × 429" in line for line in last), last
-    assert any("organizations" in line and "7 rows, 1 pages" in line for line in last), last
+    assert any("users" in line and "1,000 / 1,000 rows, 4 page(s)" in line and "48 req/10s, 2 × 429" in line for line in last), last
+    assert any("organizations" in line and "7 rows, 1 page(s)" in line for line in last), last
 
 
 def test_the_cli_installs_it_for_the_command_and_removes_it_after() -> None:
