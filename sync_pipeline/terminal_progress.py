@@ -9,11 +9,13 @@ long ends: a short run prints nothing. Nothing goes to Dagster's logs.
 
 from __future__ import annotations
 
+import io
+import os
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import TextIO
 
@@ -203,7 +205,29 @@ class TerminalProgress:
 
 @contextmanager
 def showing_progress(console: Console | None = None) -> Iterator[TerminalProgress]:
-    """Long reads report to the terminal (stdout) until the block ends."""
-    reporter = TerminalProgress(console=console or Console(file=sys.stdout))
-    with reporter, progress.reporting(reporter):
+    """Long reads report to the terminal (stdout) until the block ends.
+
+    The display writes to a duplicate of stdout's file descriptor taken now: while a step
+    runs, Dagster points fd 1 at a pipe that copies it into the step's captured logs
+    (so the terminal would look like none, and progress would land in Dagster's logs).
+    """
+    with ExitStack() as stack:
+        if console is None:
+            console = Console(file=stack.enter_context(_stdout_as_it_is_now()))
+        reporter = stack.enter_context(TerminalProgress(console=console))
+        stack.enter_context(progress.reporting(reporter))
         yield reporter
+
+
+@contextmanager
+def _stdout_as_it_is_now() -> Iterator[TextIO]:
+    try:
+        descriptor = os.dup(sys.stdout.fileno())
+    except (AttributeError, OSError, io.UnsupportedOperation):  # stdout replaced in process (pytest's capsys)
+        yield sys.stdout
+        return
+    stream = os.fdopen(descriptor, "w", buffering=1, encoding=sys.stdout.encoding or "utf-8", errors="replace")
+    try:
+        yield stream
+    finally:
+        stream.close()
