@@ -1,7 +1,8 @@
 """``sync-pipeline``: run the sync, see the drift, try it all on embedded defaults.
 
 Every failure a user can fix ends in one line on stderr and a non-zero exit code:
-1 the run failed, 2 the delete guard refused, 3 the configuration is wrong.
+1 the run failed, 2 the delete guard refused, 3 the configuration or input is wrong
+(a Clerk key Clerk rejects included).
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="sync the emulator's generated data into the embedded (or DATABASE_URL) Postgres")
     demo.add_argument("--users", type=int, default=DEFAULT_DEMO_USERS)
     demo.add_argument("--orgs", type=int, default=DEFAULT_DEMO_ORGS)
+
+    commands.add_parser("stop", help="stop the embedded PostgreSQL if one was left running (e.g. by a `ui` killed hard)")
+    clean = commands.add_parser("clean", help="stop the embedded PostgreSQL and delete the local state directory")
+    clean.add_argument("--yes", action="store_true", help="really delete it (without: say what would go)")
 
     ui = commands.add_parser("ui", help="open the Dagster UI over the demo's data (emulator + embedded Postgres)")
     ui.add_argument("--port", type=int, default=3000)
@@ -132,8 +137,11 @@ def _command_app_tables(args: argparse.Namespace) -> int:
         return run_app_tables_demo(users=args.users, orgs=args.orgs, verbose=args.verbose)
     if args.config:
         os.environ["SYNC_APP_TABLES"] = args.config  # the job's resources read it from there
+    _check_scope(args)
     if args.app_command == "analyze":
-        print(runner.analyze_app_tables(user_ids=args.user_ids, organization_ids=args.organization_ids))
+        with _showing_progress():
+            report = runner.analyze_app_tables(user_ids=args.user_ids, organization_ids=args.organization_ids)
+        print(report)
         return 0
     if args.app_command == "integrity":
         print(runner.app_tables_integrity(apply=args.apply))
@@ -148,22 +156,36 @@ def _command_app_tables(args: argparse.Namespace) -> int:
         app_table_kinds=kinds,
         mode=f"app-tables {args.app_command}",
     )
-    return _report(runner.run_app_tables_sync(request, verbose=args.verbose))
+    with _showing_progress():
+        outcome = runner.run_app_tables_sync(request, verbose=args.verbose)
+    return _report(outcome)
+
+
+def _check_scope(args: argparse.Namespace) -> None:
+    from sync_pipeline.scope_check import check_scope_ids
+
+    check_scope_ids(getattr(args, "user_ids", []), getattr(args, "organization_ids", []))
+
+
+def _showing_progress():  # noqa: ANN202 - a context manager, imported late (rich)
+    from sync_pipeline.terminal_progress import showing_progress
+
+    return showing_progress()
 
 
 def _command_sync(args: argparse.Namespace) -> int:
     from sync_pipeline.runner import SyncRequest, run_sync
 
-    outcome = run_sync(
-        SyncRequest(
-            dry_run=args.dry_run,
-            user_ids=args.user_ids,
-            organization_ids=args.organization_ids,
-            allow_mass_delete=args.allow_mass_delete,
-            max_delete_share=args.max_delete_share,
-        ),
-        verbose=args.verbose,
+    _check_scope(args)
+    request = SyncRequest(
+        dry_run=args.dry_run,
+        user_ids=args.user_ids,
+        organization_ids=args.organization_ids,
+        allow_mass_delete=args.allow_mass_delete,
+        max_delete_share=args.max_delete_share,
     )
+    with _showing_progress():
+        outcome = run_sync(request, verbose=args.verbose)
     return _report(outcome)
 
 
@@ -179,7 +201,10 @@ def _report(outcome) -> int:  # noqa: ANN001 - runner.SyncOutcome, imported lazi
 def _command_analyze(args: argparse.Namespace) -> int:
     from sync_pipeline.runner import analyze
 
-    print(analyze(user_ids=args.user_ids, organization_ids=args.organization_ids))
+    _check_scope(args)
+    with _showing_progress():
+        report = analyze(user_ids=args.user_ids, organization_ids=args.organization_ids)
+    print(report)
     return 0
 
 
@@ -205,6 +230,37 @@ def _command_demo(args: argparse.Namespace) -> int:
     return run_demo(users=args.users, orgs=args.orgs, verbose=args.verbose)
 
 
+def _command_stop(_args: argparse.Namespace) -> int:
+    from sync_pipeline.embedded import stop_embedded_postgres
+
+    stopped = stop_embedded_postgres()
+    if stopped.was_running:
+        print(f"Stopped the embedded PostgreSQL in {stopped.data_dir} (pid {stopped.pid}).")
+    else:
+        print(f"No embedded PostgreSQL running in {stopped.data_dir}.")
+    return 0
+
+
+def _command_clean(args: argparse.Namespace) -> int:
+    from sync_pipeline.embedded import remove_state_dir, state_dir
+
+    directory = state_dir()
+    if not directory.exists():
+        print(f"Nothing to remove: {directory} does not exist.")
+        return 0
+    if not args.yes:
+        print(
+            f"sync-pipeline clean would stop the embedded PostgreSQL and delete {directory} (its database, the "
+            "local Dagster run history): run `sync-pipeline clean --yes` to do it.",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_CONFIGURATION
+    removed, stopped = remove_state_dir()
+    stopped_text = f"stopped the embedded PostgreSQL (pid {stopped.pid}), " if stopped and stopped.was_running else ""
+    print(f"Removed {removed} ({stopped_text}its database and run history gone).")
+    return 0
+
+
 def _command_ui(args: argparse.Namespace) -> int:
     from sync_pipeline.demo import run_ui
 
@@ -220,7 +276,8 @@ def _command_webhooks(args: argparse.Namespace) -> int:
     if args.webhook_command == "process":
         from sync_pipeline.runner import process_pending_webhooks
 
-        outcomes = process_pending_webhooks(verbose=args.verbose)
+        with _showing_progress():
+            outcomes = process_pending_webhooks(verbose=args.verbose)
         if not outcomes:
             print("No pending webhook events.")
             return 0
@@ -236,7 +293,9 @@ def _command_webhooks(args: argparse.Namespace) -> int:
     request = SyncRequest(
         replay_since=args.since, replay_until=args.until, webhook_event_ids=args.event_ids, dry_run=args.dry_run, mode="replay"
     )
-    return _report(run_sync(request, verbose=args.verbose))
+    with _showing_progress():
+        outcome = run_sync(request, verbose=args.verbose)
+    return _report(outcome)
 
 
 def _command_emulator(args: argparse.Namespace) -> int:
@@ -263,6 +322,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "status": _command_status,
     "demo": _command_demo,
     "ui": _command_ui,
+    "stop": _command_stop,
+    "clean": _command_clean,
     "webhooks": _command_webhooks,
     "app-tables": _command_app_tables,
     "emulator": _command_emulator,
@@ -288,11 +349,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         bad_configuration = isinstance(error, (ConfigurationError, DatabaseUnavailableError))
         return EXIT_BAD_CONFIGURATION if bad_configuration else EXIT_RUN_FAILED
     except Exception as error:  # the Clerk client's errors and anything unforeseen: one line, never a traceback
-        from sync_pipeline.clerk.errors import ClerkError
+        from sync_pipeline.clerk.errors import ClerkAuthError, ClerkConfigError, ClerkError
 
         if isinstance(error, ClerkError):
             print(f"sync-pipeline: {error}", file=sys.stderr)
-            return EXIT_RUN_FAILED
+            # A key Clerk rejects, or a client set up wrong, is bad configuration like any other.
+            return EXIT_BAD_CONFIGURATION if isinstance(error, (ClerkAuthError, ClerkConfigError)) else EXIT_RUN_FAILED
         if os.environ.get("SYNC_PIPELINE_DEBUG"):
             raise
         first_line = (str(error).strip().splitlines() or [""])[0]

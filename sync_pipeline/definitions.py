@@ -4,7 +4,7 @@ Settings come from the environment (``sync_pipeline.settings`` lists them). Secr
 through ``EnvVar``: read when a run starts, never shown in the UI or run config.
 """
 
-from dagster import Definitions, EnvVar, load_asset_checks_from_modules, load_assets_from_modules
+from dagster import AssetSpec, Definitions, EnvVar, load_asset_checks_from_modules, load_assets_from_modules
 
 from sync_pipeline import settings
 from sync_pipeline.clerk.client import ClerkClient
@@ -42,13 +42,37 @@ def build_definitions(resources: dict) -> Definitions:
     default pickles a million-row snapshot to disk and back at every hand-off.
     """
     resources = {"io_manager": FrameFilesystemIOManager(), **resources}
+    asset_defs = load_assets_from_modules([assets])
+    if not _app_tables_declared(resources):
+        asset_defs = [a.map_asset_specs(_app_tables_off) if assets.APP_TABLES_KEY in a.keys else a for a in asset_defs]
     return Definitions(
-        assets=load_assets_from_modules([assets]),
+        assets=asset_defs,
         asset_checks=load_asset_checks_from_modules([assets, checks]),
         jobs=[full_sync_job, partial_sync_job],
         schedules=[daily_full_sync],
         sensors=[clerk_webhook_sensor, sync_failure_alerts, sync_check_alerts],
         resources=resources,
+    )
+
+
+APP_TABLES_OFF_GROUP = "app_tables_off"
+
+
+def _app_tables_declared(resources: dict) -> bool:
+    return bool(getattr(resources.get("mirror_db"), "app_tables_config", "") or settings.app_tables_path())
+
+
+def _app_tables_off(spec: AssetSpec) -> AssetSpec:
+    """With no application tables declared, their asset says so and leaves the sync's group (and its jobs).
+
+    Called for every spec of the multi-asset that also writes the mirror tables: those stay as they are.
+    """
+    if spec.key != assets.APP_TABLES_KEY:
+        return spec
+    return spec.replace_attributes(
+        group_name=APP_TABLES_OFF_GROUP,
+        description="Off: SYNC_APP_TABLES is not set, so no application table is kept consistent. Point it at "
+        "a YAML file declaring your tables (examples/app_tables.yaml) to turn this on.",
     )
 
 

@@ -17,14 +17,23 @@ from sqlalchemy.engine import Engine
 from sync_pipeline import settings
 from sync_pipeline.app_tables.catalog import resolve_tables
 from sync_pipeline.app_tables.config import AppTablesConfig, load_config
-from sync_pipeline.diff.plan import APP_TABLE_KINDS, APP_WRITE_KINDS, CHANGE_KINDS, SyncPlan
+from sync_pipeline.diff.plan import APP_WRITE_KINDS, SyncPlan
 from sync_pipeline.embedded import database_url_or_embedded
 from sync_pipeline.errors import ConfigurationError
 from sync_pipeline.mirror.database import check_connection, create_mirror_engine, upgrade_schema
-from sync_pipeline.model import ENTITIES, SyncScope
+from sync_pipeline.model import SyncScope
+from sync_pipeline.defs.metadata import table_counts
+from sync_pipeline.scope_check import ids_not_in_clerk
+from sync_pipeline.plan_text import format_app_tables, format_app_tables_written, format_not_in_clerk, format_plan
 from sync_pipeline.webhooks.orphaned_runs import process_tags
 
-EXIT_OK, EXIT_RUN_FAILED, EXIT_GUARD_REFUSED = 0, 1, 2
+EXIT_OK, EXIT_RUN_FAILED, EXIT_GUARD_REFUSED, EXIT_BAD_CONFIGURATION = 0, 1, 2, 3
+
+# A run that failed on one of these failed on its settings or input, not on the way
+# (the CLI's exit code 3): a wrong or revoked Clerk key (Clerk's 401/403) among them.
+BAD_CONFIGURATION_ERRORS = frozenset(
+    {"ClerkAuthError", "ClerkConfigError", "ConfigurationError", "DatabaseUnavailableError"}
+)
 
 
 @dataclass
@@ -69,6 +78,7 @@ class SyncOutcome:
     app_tables_written: dict[str, dict[str, int]] = field(default_factory=dict)
     seconds: float = 0.0
     problem: str = ""
+    not_in_clerk: dict[str, list[str]] = field(default_factory=dict)
 
     def summary(self) -> str:
         if self.exit_code == EXIT_GUARD_REFUSED:
@@ -80,6 +90,9 @@ class SyncOutcome:
             f"{self.seconds:.1f}s (Dagster run {self.run_id})."
         ]
         lines.append(format_plan(self.plan))
+        missing = format_not_in_clerk(self.not_in_clerk)
+        if missing:
+            lines.append(missing)
         if self.dry_run:
             either = ", no application-table row either" if self.plan.app_tables else ""
             lines.append(f"Dry run: no mirror row written{either}.")
@@ -89,66 +102,6 @@ class SyncOutcome:
             if self.plan.app_tables:
                 lines.append(format_app_tables_written(self.app_tables_written))
         return "\n".join(lines)
-
-
-def format_plan(plan: SyncPlan) -> str:
-    """The plan as a small table, then conflicts and problems with a few examples."""
-    header = f"{'':<26}" + "".join(f"{kind:>9}" for kind in CHANGE_KINDS) + f"{'dupes':>9}"
-    rows = [header]
-    for entity in ENTITIES:
-        counts = plan.entity(entity).counts()
-        rows.append(
-            f"{entity:<26}" + "".join(f"{counts[k]:>9}" for k in CHANGE_KINDS) + f"{len(plan.entity(entity).duplicates):>9}"
-        )
-    conflicts = plan.email_conflicts
-    if len(conflicts):
-        by_kind = conflicts["kind"].value_counts().to_dict()
-        rows.append(f"E-mail conflicts: {len(conflicts)} ({', '.join(f'{k} {v}' for k, v in sorted(by_kind.items()))}).")
-        for record in conflicts.head(3).to_dict("records"):
-            rows.append(f"  {record['kind']}: {record['email']} on {', '.join(map(str, record['user_ids']))}")
-    problems = plan.validation_problems
-    if len(problems):
-        by_problem = problems["problem"].value_counts().to_dict()
-        rows.append(
-            f"Validation problems (mirrored anyway): {len(problems)} ("
-            + ", ".join(f"{p}: {n}" for p, n in sorted(by_problem.items()))
-            + ")."
-        )
-    if plan.app_tables:
-        rows.append(format_app_tables(plan))
-    return "\n".join(rows)
-
-
-def format_app_tables(plan: SyncPlan, *, samples: int = 0) -> str:
-    """The application tables' drift and planned writes, a line per table, with a few examples if asked."""
-    kinds = (*APP_TABLE_KINDS, *APP_WRITE_KINDS)
-    width = max(26, *(len(label) + 2 for label in plan.app_tables))
-    rows = [f"{'application table':<{width}}" + "".join(f"{kind:>11}" for kind in kinds)]
-    for label, counts in plan.app_table_counts().items():
-        rows.append(f"{label:<{width}}" + "".join(f"{counts[kind]:>11}" for kind in kinds))
-    if not samples:
-        return "\n".join(rows)
-    for label, table_plan in plan.app_tables.items():
-        rows += [f"  {label}: missing, {r['reason']}" for r in table_plan.missing.head(samples).to_dict("records")]
-        rows += [
-            f"  {label}: orphaned row {r['row_key']} ({r['reason']}): {r['action']}"
-            for r in table_plan.orphans.head(samples).to_dict("records")
-        ]
-        rows += [
-            f"  {label}: duplicate row {r['row_key']} of key {r['key']}, {r['kept_row_key']} kept"
-            for r in table_plan.duplicates.head(samples).to_dict("records")
-        ]
-    return "\n".join(rows)
-
-
-def format_app_tables_written(written: dict[str, dict[str, int]]) -> str:
-    parts = [
-        f"{label} " + ", ".join(f"{kind} {count}" for kind, count in kinds.items() if count)
-        for label, kinds in written.items()
-        if any(kinds.values())
-    ]
-    total = sum(sum(kinds.values()) for kinds in written.values())
-    return f"Application-table rows written: {total}" + (f" ({'; '.join(parts)})." if parts else ".")
 
 
 def _prepare_environment() -> str:
@@ -187,8 +140,8 @@ def _instance() -> DagsterInstance:
     return DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
 
 
-def _first_error_line(result: ExecuteInProcessResult) -> str:
-    """The innermost cause of the first failed step, as one line."""
+def _first_failure(result: ExecuteInProcessResult) -> tuple[str, str]:
+    """The innermost cause of the first failed step: its class name, and its message as one line."""
     for event in result.get_step_failure_events():
         error = event.step_failure_data.error
         while error is not None and error.cause is not None:
@@ -198,8 +151,8 @@ def _first_error_line(result: ExecuteInProcessResult) -> str:
         message = error.message.strip().splitlines()[0] if error.message.strip() else error.cls_name
         # format_exception_only gives "module.Class: text"; the text is what the user needs.
         prefix, _, text = message.partition(": ")
-        return text if text and prefix.endswith(error.cls_name or "") else message
-    return "the run failed (run the same command with -v to see Dagster's logs)"
+        return error.cls_name or "", text if text and prefix.endswith(error.cls_name or "") else message
+    return "", "the run failed (run the same command with -v to see Dagster's logs)"
 
 
 def run_sync(request: SyncRequest, *, verbose: bool = False) -> SyncOutcome:
@@ -230,33 +183,39 @@ def _execute(job_name: str, sync_options: dict, *, dry_run: bool, verbose: bool)
         if refusals:
             return SyncOutcome(result.run_id, EXIT_GUARD_REFUSED, dry_run, problem=refusals[0].description or "")
         if not result.success:
-            return SyncOutcome(result.run_id, EXIT_RUN_FAILED, dry_run, problem=_first_error_line(result))
+            cause, problem = _first_failure(result)
+            exit_code = EXIT_BAD_CONFIGURATION if cause in BAD_CONFIGURATION_ERRORS else EXIT_RUN_FAILED
+            return SyncOutcome(result.run_id, exit_code, dry_run, problem=problem)
         plan = result.output_for_node("sync_plan")
         written: dict[str, dict[str, int]] = {}
         app_written: dict[str, dict[str, int]] = {}
+        not_in_clerk: dict[str, list[str]] = {}
         for materialization in result.get_asset_materialization_events():
             key = materialization.asset_key.path
             metadata = materialization.materialization.metadata
+            if key == ["clerk_snapshot"] and "not_in_clerk" in metadata:
+                not_in_clerk = metadata["not_in_clerk"].value
             if key == ["app_tables"]:
                 app_written = _app_tables_written(metadata, plan)
             if key[0] != "clerk_mirror":
                 continue
-            written[key[-1]] = {
-                kind: int(metadata[f"written.{key[-1]}.{kind}"].value)
-                for kind in CHANGE_KINDS
-                if f"written.{key[-1]}.{kind}" in metadata
-            }
+            written[key[-1]] = table_counts(metadata["written"]).get(key[-1], {}) if "written" in metadata else {}
         return SyncOutcome(
-            result.run_id, EXIT_OK, dry_run, plan=plan, rows_written=written, app_tables_written=app_written, seconds=seconds
+            result.run_id,
+            EXIT_OK,
+            dry_run,
+            plan=plan,
+            rows_written=written,
+            app_tables_written=app_written,
+            seconds=seconds,
+            not_in_clerk=not_in_clerk,
         )
 
 
 def _app_tables_written(metadata: dict, plan: SyncPlan) -> dict[str, dict[str, int]]:
-    """The app_tables materialization's ``written.<schema.table>.<kind>`` entries, per table."""
-    return {
-        label: {kind: int(metadata[f"written.{label}.{kind}"].value) for kind in APP_WRITE_KINDS if f"written.{label}.{kind}" in metadata}
-        for label in plan.app_tables
-    }
+    """The app_tables materialization's ``written`` table (a row per declared table, a column per kind)."""
+    written = table_counts(metadata["written"], row_label="table") if "written" in metadata else {}
+    return {label: {kind: written.get(label, {}).get(kind, 0) for kind in APP_WRITE_KINDS} for label in plan.app_tables}
 
 
 def process_pending_webhooks(*, verbose: bool = False) -> list[SyncOutcome]:
@@ -297,8 +256,9 @@ def process_pending_webhooks(*, verbose: bool = False) -> list[SyncOutcome]:
         engine.dispose()
 
 
-def _read_only_plan(*, user_ids: list[str], organization_ids: list[str]) -> SyncPlan:
-    """The plan a sync of this scope would apply, application tables included; writes nothing (not even the schema)."""
+def _read_only_plan(*, user_ids: list[str], organization_ids: list[str]) -> tuple[SyncPlan, dict[str, list[str]]]:
+    """The plan a sync of this scope would apply, application tables included, and the scope's ids Clerk does
+    not have; writes nothing (not even the schema)."""
     from sync_pipeline.app_tables.rules import plan_app_tables
     from sync_pipeline.app_tables.snapshot import read_app_tables
     from sync_pipeline.clerk.client import ClerkClient
@@ -329,22 +289,23 @@ def _read_only_plan(*, user_ids: list[str], organization_ids: list[str]) -> Sync
     )
     plan = plan_sync(clerk, mirror.snapshot, live_rows_before=mirror.live_rows)
     plan.app_tables = plan_app_tables(app_tables, clerk)
-    return plan
+    return plan, ({} if scope.is_full else ids_not_in_clerk(scope, clerk))
 
 
 def analyze(*, user_ids: list[str], organization_ids: list[str]) -> str:
     """The drift between Clerk and the mirror (and the declared application tables); writes nothing."""
-    plan = _read_only_plan(user_ids=user_ids, organization_ids=organization_ids)
+    plan, not_in_clerk = _read_only_plan(user_ids=user_ids, organization_ids=organization_ids)
     matches = "the mirror matches Clerk" + (" and the application tables follow their policies" if plan.app_tables else "")
     drift = f"no drift: {matches}" if plan.is_noop else "drift found: `sync-pipeline sync` would apply it"
-    return f"Drift report ({plan.scope.describe()} scope): {drift}.\n{format_plan(plan)}"
+    missing = format_not_in_clerk(not_in_clerk)
+    return f"Drift report ({plan.scope.describe()} scope): {drift}.\n{format_plan(plan)}" + (f"\n{missing}" if missing else "")
 
 
 def analyze_app_tables(*, user_ids: list[str], organization_ids: list[str], samples: int = 5) -> str:
     """The application tables' drift, per table with examples; writes nothing."""
     if not settings.app_tables_path():
         raise _no_app_tables()
-    plan = _read_only_plan(user_ids=user_ids, organization_ids=organization_ids)
+    plan, _not_in_clerk = _read_only_plan(user_ids=user_ids, organization_ids=organization_ids)
     state = "they follow their policies" if all(p.is_noop for p in plan.app_tables.values()) else (
         "drift found: `sync-pipeline app-tables sync --apply` would fix it"
     )

@@ -63,11 +63,53 @@ def test_a_missing_key_is_one_line_naming_the_variable(environment: None, monkey
 def test_a_wrong_key_is_one_line_and_never_echoes_the_key(environment: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     monkeypatch.setenv("CLERK_SECRET_KEY", "sk_live_revoked_secret_value")
 
-    assert main(["sync"]) == 1
+    assert main(["sync"]) == 3  # bad configuration, as a missing key is
     captured = capsys.readouterr()
     line = one_line(captured.err)
     assert "401" in line and "CLERK_SECRET_KEY" in line
     assert "sk_live_revoked_secret_value" not in captured.err + captured.out
+
+    assert main(["analyze"]) == 3  # analyze reads Clerk outside a Dagster run: the same answer
+    assert "401" in one_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "problem"),
+    [("--user-id", "", "empty"), ("--org-id", "", "empty"), ("--user-id", "../users", "characters"), ("--org-id", "org 1", "characters")],
+)
+def test_an_id_that_cannot_be_clerks_is_refused_before_anything_runs(
+    environment: None, capsys: pytest.CaptureFixture, flag: str, value: str, problem: str
+) -> None:
+    for command in (["sync"], ["analyze"], ["sync", "--dry-run"]):
+        assert main([*command, flag, value]) == 3
+        line = one_line(capsys.readouterr().err)
+        assert flag in line and problem in line
+
+
+def test_ids_clerk_does_not_have_are_listed_in_the_output_and_the_run(
+    environment: None, capsys: pytest.CaptureFixture, clerk: EmulatorServer
+) -> None:
+    real = next(iter(clerk.store.iter_users()))["id"]
+    assert main(["sync", "--user-id", real, "--user-id", "nonsense", "--org-id", "org_0000000000000000000000000"]) == 0
+    out = capsys.readouterr().out
+    assert "Not in Clerk" in out and "nonsense" in out and "org_0000000000000000000000000" in out
+    assert real not in out.split("Not in Clerk", 1)[1]
+
+    assert main(["analyze", "--user-id", "nonsense"]) == 0
+    assert "1 user id(s): nonsense" in capsys.readouterr().out
+
+
+def test_ids_not_in_clerk_are_in_the_clerk_snapshot_metadata(
+    environment: None, monkeypatch: pytest.MonkeyPatch, tmp_path, capsys: pytest.CaptureFixture
+) -> None:
+    from dagster import AssetKey, DagsterInstance
+
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    assert main(["sync", "--user-id", "user_missing1"]) == 0
+    with DagsterInstance.get() as instance:
+        event = instance.get_latest_materialization_event(AssetKey("clerk_snapshot"))
+    assert event.asset_materialization.metadata["not_in_clerk"].value == {"user": ["user_missing1"], "organization": []}
 
 
 def test_an_unreachable_database_is_one_line(environment: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:

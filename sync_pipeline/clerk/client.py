@@ -51,6 +51,7 @@ from pydantic import Field, PrivateAttr
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
+from sync_pipeline import progress
 from sync_pipeline.clerk.errors import (
     ClerkAuthError,
     ClerkConfigError,
@@ -447,6 +448,14 @@ class ClerkClient(dg.ConfigurableResource):
     ) -> FetchResult:
         self._validate()
         stats = FetchStats(operation=operation)
+        # Interim (the client's rewrite reports from its scan loop): pages and rate to the terminal.
+        reporter, name, begun = progress.current(), operation.removeprefix("fetch_"), time.monotonic()
+        reporter.list_started(name, None)
+        if on_page is not None:
+            def on_page(rows: list[Row], _deliver: OnPage = on_page) -> None:  # noqa: E306
+                _deliver(rows)
+                reporter.page_read(name, len(rows))
+                reporter.rate(stats.requests * 10 / max(time.monotonic() - begun, 1e-3), stats.responses_429, 0.0)
         sink = _Sink(on_page)
 
         async def main() -> None:
@@ -462,6 +471,7 @@ class ClerkClient(dg.ConfigurableResource):
             raise
         stats.seconds = time.monotonic() - started
         logger.info("Clerk %s: %s", operation, stats.summary())
+        reporter.list_finished(name)
         return FetchResult(rows=sink.rows(), stats=stats)
 
 

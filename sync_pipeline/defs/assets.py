@@ -42,7 +42,7 @@ from sync_pipeline.app_tables.snapshot import AppTablesSnapshot, read_app_tables
 from sync_pipeline.clerk.client import ClerkClient
 from sync_pipeline.clerk.normalize import select_rows
 from sync_pipeline.clerk.snapshot import read_clerk
-from sync_pipeline.defs.metadata import counts_metadata, plan_metadata, sample_table
+from sync_pipeline.defs.metadata import counts_table, plan_metadata, read_report_table, sample_table
 from sync_pipeline.defs.resources import MirrorDatabase, SyncOptions
 from sync_pipeline.diff.plan import SyncPlan
 from sync_pipeline.diff.rules import plan_sync
@@ -50,6 +50,7 @@ from sync_pipeline.mirror.apply import ApplyResult, SyncRunRecord, apply_plan, r
 from sync_pipeline.mirror.snapshot import MirrorState, read_live_keys, read_mirror, read_mirror_rows
 from sync_pipeline.errors import ConfigurationError
 from sync_pipeline.model import ENTITIES, Snapshot, SyncScope
+from sync_pipeline.scope_check import ids_not_in_clerk
 from sync_pipeline.text_columns import is_in
 from sync_pipeline.webhooks import inbox
 from sync_pipeline.webhooks.runs import events_for_run, organizations_of_users, run_lag
@@ -168,15 +169,14 @@ def clerk_snapshot(sync_scope: SyncScope, clerk: ClerkClient, mirror_db: MirrorD
     requests = sum(stats.get("requests", 0) for stats in report.fetch_stats.values())
     throttled = sum(stats.get("responses_429", 0) for stats in report.fetch_stats.values())
     retries = sum(stats.get("retries", 0) for stats in report.fetch_stats.values())
+    # A scoped run's ids that Clerk does not have: mistyped, or deleted (their mirror rows go).
+    not_in_clerk = {} if sync_scope.is_full else {"not_in_clerk": MetadataValue.json(ids_not_in_clerk(sync_scope, snapshot))}
     return Output(
         snapshot,
         metadata={
             "scope": MetadataValue.text(sync_scope.describe()),
-            **{f"rows.{entity}": MetadataValue.int(count) for entity, count in report.rows.items()},
-            **{f"repeats_dropped.{entity}": MetadataValue.int(count) for entity, count in report.repeats_dropped.items()},
-            **{f"absent_from_scan.{entity}": MetadataValue.int(n) for entity, n in report.absent.items()},
-            **{f"refound_by_id.{entity}": MetadataValue.int(n) for entity, n in report.refound.items()},
-            **{f"absences_unconfirmed.{entity}": MetadataValue.int(n) for entity, n in report.unconfirmed.items()},
+            **not_in_clerk,
+            "rows_read": read_report_table(report),
             "requests": MetadataValue.int(requests),
             "responses_429": MetadataValue.int(throttled),
             "retries": MetadataValue.int(retries),
@@ -201,11 +201,20 @@ def mirror_snapshot(sync_scope: SyncScope, mirror_db: MirrorDatabase) -> Output[
         DatabaseSnapshot(mirror=state, app_tables=app_tables),
         metadata={
             "schema": MetadataValue.text(mirror_db.db_schema),
-            **{f"rows_in_scope.{e}": MetadataValue.int(n) for e, n in state.snapshot.row_counts().items()},
-            **{f"live_rows.{e}": MetadataValue.int(n) for e, n in state.live_rows.items()},
+            "rows": counts_table(
+                {e: {"rows_in_scope": n, "live_rows": state.live_rows.get(e, 0)} for e, n in state.snapshot.row_counts().items()}
+            ),
             "app_tables": MetadataValue.text(app_tables.source or "none declared (SYNC_APP_TABLES unset)"),
-            **{f"app_tables.{label}.rows_in_scope": MetadataValue.int(len(t.rows)) for label, t in app_tables.tables.items()},
-            **{f"app_tables.{label}.rows": MetadataValue.int(t.total_rows) for label, t in app_tables.tables.items()},
+            **(
+                {
+                    "app_table_rows": counts_table(
+                        {label: {"rows_in_scope": len(t.rows), "rows": t.total_rows} for label, t in app_tables.tables.items()},
+                        row_label="table",
+                    )
+                }
+                if app_tables.tables
+                else {}
+            ),
             "seconds": MetadataValue.float(round(time.perf_counter() - started, 3)),
         },
     )
@@ -314,7 +323,7 @@ def mirror_tables(
             metadata={
                 "sync_run_id": MetadataValue.int(result.sync_run_id),
                 "rows_written": MetadataValue.int(sum(written.values())),
-                **counts_metadata({entity: written}, prefix="written."),
+                "written": counts_table({entity: written}),
                 "live_rows": MetadataValue.int(after.live_rows[entity]),
                 "apply_seconds": MetadataValue.float(round(result.seconds, 3)),
             },
@@ -366,7 +375,7 @@ def _app_tables_results(
         metadata={
             "sync_run_id": MetadataValue.int(result.sync_run_id),
             "rows_written": MetadataValue.int(sum(sum(kinds.values()) for kinds in result.app_tables_written.values())),
-            **counts_metadata(result.app_tables_written, prefix="written."),
+            "written": counts_table(result.app_tables_written, row_label="table"),
         },
     )
     after = read_app_tables(mirror_db.engine, mirror_db.app_tables(), sync_plan.scope)

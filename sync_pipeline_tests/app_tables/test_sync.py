@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 from sync_pipeline.app_tables import integrity
 from sync_pipeline.app_tables.config import parse_config
+from sync_pipeline.defs.metadata import table_counts
 from sync_pipeline.mirror.apply import ApplySettings
 from sync_pipeline.mirror.database import upgrade_schema
 from sync_pipeline.model import USERS
@@ -126,7 +127,7 @@ def test_provisioning_creates_a_row_per_live_user_and_membership_then_writes_not
     assert as_json(profile_change["entity_id"])[0].startswith("user_")  # a composite key, as a JSON array
     written = result.asset_materializations_for_node("mirror_tables")
     app_metadata = next(m.metadata for m in written if m.asset_key.path == ["app_tables"])
-    assert app_metadata["written." + f"{app.schema}.user_settings.insert"].value == len(settings)
+    assert table_counts(app_metadata["written"], row_label="table")[f"{app.schema}.user_settings"]["insert"] == len(settings)
 
     versions = app.query("SELECT id::text, xmin::text FROM {app}.user_settings")
     again = app.run()
@@ -284,8 +285,8 @@ def test_a_dry_run_plans_the_tables_and_writes_nothing(app: AppTablesHarness) ->
     assert counts[f"{app.schema}.tasks"]["delete"] == 3
     assert counts[f"{app.schema}.comments"]["anonymize"] == 1
     metadata = result.asset_materializations_for_node("sync_plan")[0].metadata
-    assert metadata[f"app_tables.{app.schema}.tasks.orphaned"].value == 3
-    assert "user_long_gone" in metadata[f"sample: {app.schema}.tasks orphaned"].value
+    assert table_counts(metadata["app_tables"], row_label="table")[f"{app.schema}.tasks"]["orphaned"] == 3
+    assert "user_long_gone" in str([r.data for r in metadata[f"sample: {app.schema}.tasks orphaned"].value.records])
     assert app.query("SELECT count(*) AS n FROM {app}.user_settings")["n"][0] == 0
     assert app.query("SELECT count(*) AS n FROM {app}.tasks")["n"][0] == 3
     assert app.query("SELECT author_id FROM {app}.comments")["author_id"][0] == "user_long_gone"

@@ -62,3 +62,39 @@ def test_dagster_definitions_validate_passes_without_any_environment(tmp_path) -
         timeout=180,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
+
+
+def test_with_no_application_tables_declared_their_asset_is_plainly_off_and_outside_the_jobs(monkeypatch) -> None:
+    from sync_pipeline.definitions import APP_TABLES_OFF_GROUP, build_definitions, build_resources
+
+    monkeypatch.delenv("SYNC_APP_TABLES", raising=False)
+    off = build_definitions(build_resources())
+    spec = off.resolve_assets_def(AssetKey("app_tables")).specs_by_key[AssetKey("app_tables")]
+    assert spec.group_name == APP_TABLES_OFF_GROUP and spec.description.startswith("Off: SYNC_APP_TABLES is not set")
+    graph = off.resolve_asset_graph()
+    for table in ("users", "organizations", "organization_memberships"):  # written by the same step: untouched
+        assert graph.get(AssetKey(["clerk_mirror", table])).group_name == "clerk_mirror"
+        assert not (graph.get(AssetKey(["clerk_mirror", table])).description or "").startswith("Off")
+    selected = off.resolve_job_def("full_sync_job").asset_layer.selected_asset_keys
+    assert AssetKey("app_tables") not in selected and AssetKey(["clerk_mirror", "users"]) in selected
+
+    monkeypatch.setenv("SYNC_APP_TABLES", "examples/app_tables.yaml")
+    on = build_definitions(build_resources())
+    assert on.resolve_assets_def(AssetKey("app_tables")).specs_by_key[AssetKey("app_tables")].group_name == "clerk_sync"
+    assert AssetKey("app_tables") in on.resolve_job_def("full_sync_job").asset_layer.selected_asset_keys
+
+
+def test_dagster_and_dg_load_the_code_location_from_the_repository_root_with_no_environment() -> None:
+    """What a newcomer types first in a clean clone: the root dagster.yaml must need nothing set."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLERK_", "DATABASE_URL", "SYNC_", "DAGSTER_"))}
+    bin_dir = Path(sys.executable).parent
+    for command in (
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-m", "sync_pipeline.definitions"],
+        [str(bin_dir / "dg"), "check", "defs"],
+    ):
+        completed = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=180)
+        assert completed.returncode == 0, completed.stdout + completed.stderr
+        assert "Traceback" not in completed.stdout + completed.stderr

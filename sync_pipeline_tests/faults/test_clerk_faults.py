@@ -76,7 +76,12 @@ def change_clerk(harness: SyncHarness) -> dict[str, str]:
 
 
 def snapshot_metadata(result) -> dict:  # noqa: ANN001
-    return {k: v.value for k, v in result.asset_materializations_for_node("clerk_snapshot")[0].metadata.items()}
+    from sync_pipeline.defs.metadata import table_counts
+
+    metadata = result.asset_materializations_for_node("clerk_snapshot")[0].metadata
+    # The read report's table (a row per entity), as "<column>.<entity>" keys.
+    counts = {f"{column}.{entity}": n for entity, row in table_counts(metadata["rows_read"]).items() for column, n in row.items()}
+    return {**{k: v.value for k, v in metadata.items()}, **counts}
 
 
 # ------------------------------------------------------------ the client alone

@@ -127,7 +127,7 @@ def test_no_secret_reaches_logs_run_metadata_the_audit_trail_or_the_ui(
         assert main(["analyze"]) == 0
         # A run that fails: the key is revoked while the sync reads Clerk.
         clerk.settings.secret_key = "sk_live_rotated_away"
-        assert main(["-v", "sync"]) == 1
+        assert main(["-v", "sync"]) == 3  # a key Clerk rejects is bad configuration (exit 3)
 
     output = capfd.readouterr()
     corpus = {

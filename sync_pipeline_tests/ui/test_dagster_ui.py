@@ -1,8 +1,9 @@
 """The Dagster UI as an engineer uses it, in a real headless Chromium.
 
-Starts ``dagster dev`` (webserver + daemon) over a private database and emulator, opens
-the asset graph, launches full_sync_job from the Launchpad, waits for it to succeed and
-checks that the plan's metadata is on sync_plan's page. Screenshots are kept in
+Starts Dagster the way ``sync-pipeline ui`` does (``dg dev``: webserver + daemon) over a
+private database and emulator, opens the asset graph, launches full_sync_job from the
+Launchpad, waits for it to succeed and checks that the plan's counts are one table on
+sync_plan's page. Screenshots are kept in
 ``test-artifacts/ui/`` (or $SYNC_TEST_ARTIFACTS).
 
 Needs Debian's ``chromium`` (``apt-get install chromium``; .ci/run installs it). Without a
@@ -46,14 +47,13 @@ def free_port() -> int:
 
 @pytest.fixture
 def dagster_ui(tmp_path: Path, database_url: str, schema: str) -> Iterator[tuple[str, Path]]:
-    """``dagster dev`` on a free port over this test's database and Clerk; yields (url, DAGSTER_HOME)."""
+    """``sync-pipeline ui``'s Dagster command on a free port over this test's database and Clerk; yields
+    (url, DAGSTER_HOME)."""
+    from sync_pipeline.demo import LOCAL_INSTANCE_CONFIG, dagster_dev_command
+
     home = tmp_path / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    workspace = tmp_path / "workspace.yaml"
-    workspace.write_text(
-        "load_from:\n  - python_module:\n      module_name: sync_pipeline.definitions\n      location_name: sync_pipeline\n"
-    )
+    (home / "dagster.yaml").write_text(LOCAL_INSTANCE_CONFIG)
     port = free_port()
     with EmulatorServer(users=200, orgs=20, seed=3, secret_key="sk_live_ui_test", requests_per_10s=0) as clerk:
         env = {
@@ -64,10 +64,10 @@ def dagster_ui(tmp_path: Path, database_url: str, schema: str) -> Iterator[tuple
             "CLERK_API_URL": clerk.base_url,
             "CLERK_SECRET_KEY": clerk.secret_key,
         }
+        env.pop("SYNC_APP_TABLES", None)
         log = (tmp_path / "dagster-dev.log").open("w")
         process = subprocess.Popen(
-            [sys.executable, "-m", "dagster", "dev", "-w", str(workspace), "-p", str(port), "-h", "127.0.0.1"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            dagster_dev_command(port, tmp_path / "workspace.yaml"), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         url = f"http://127.0.0.1:{port}"
         try:
@@ -82,6 +82,9 @@ def dagster_ui(tmp_path: Path, database_url: str, schema: str) -> Iterator[tuple
                 assert time.monotonic() < deadline, "dagster dev did not start in 120 s"
                 time.sleep(1)
             yield url, home
+            console = (tmp_path / "dagster-dev.log").read_text()
+            # Dagster's current command (no supersession warning), and no line per sensor tick.
+            assert "SupersessionWarning" not in console and "clerk_webhook_sensor" not in console, console[-3000:]
         finally:
             os.killpg(process.pid, signal.SIGTERM)
             try:
@@ -125,7 +128,10 @@ def test_an_engineer_launches_the_full_sync_from_the_ui_and_reads_the_plan(dagst
         page.goto(f"{url}/asset-groups", wait_until="networkidle")  # "Lineage": the global asset graph
         dismiss_welcome(page)
         page.get_by_text("clerk_mirror").first.wait_for()
-        assert "clerk_sync" in page.inner_text("body")
+        graph = page.inner_text("body")
+        assert "clerk_sync" in graph
+        # No application tables declared here: their asset sits apart and says it is off.
+        assert "app_tables_off" in graph
         page.screenshot(path=str(ARTIFACTS / "1-asset-graph.png"))
 
         page.goto(f"{url}/locations/sync_pipeline/jobs/full_sync_job/playground", wait_until="networkidle")
@@ -143,7 +149,17 @@ def test_an_engineer_launches_the_full_sync_from_the_ui_and_reads_the_plan(dagst
         page.get_by_text("changes_total").first.wait_for()
         page.screenshot(path=str(ARTIFACTS / "3-sync-plan-metadata.png"), full_page=True)
         text = page.inner_text("body")
-        # The plan of this first sync: every one of the emulator's 200 users is an insert.
-        assert re.search(r"users\.insert\s+\S[^\n]*\s+200\s", text), text[:3000]
-        assert "sample: users upserts" in text
+        # The plan's counts are one table (no loose users.insert, users.update, … keys), and
+        # this first sync inserts every one of the emulator's 200 users.
+        assert "users.insert" not in text and "users.update" not in text
+        assert re.search(r"\bchanges\b", text) and "sample: users upserts" in text, text[:3000]
+        users_row = page.locator("tr:not(:has(tr))", has=page.get_by_role("cell", name="users", exact=True)).first  # the changes table
+        assert users_row.inner_text().split()[:2] == ["users", "200"], users_row.inner_text()
+        # The metadata panel scrolls inside the page: keep a picture of all of it.
+        page.locator("table", has_text="changes_total").first.screenshot(path=str(ARTIFACTS / "3b-sync-plan-metadata-table.png"))
+
+        page.goto(f"{url}/assets/app_tables", wait_until="networkidle")
+        dismiss_welcome(page)
+        page.get_by_text("Off: SYNC_APP_TABLES is not set").first.wait_for()
+        page.screenshot(path=str(ARTIFACTS / "4-app-tables-off.png"))
         browser.close()
