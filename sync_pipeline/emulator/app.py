@@ -4,7 +4,13 @@ Every request passes, in order: the configured latency (``asyncio.sleep``, so co
 requests overlap as against the real API), the ``Authorization: Bearer`` check (401),
 the per-key rate limit (429 with ``Retry-After``), any injected fault, and then the
 route. Errors carry Clerk's body: ``{"errors": [{message, long_message, code, meta}],
-"clerk_trace_id"}``. Any ``Clerk-API-Version`` header is accepted.
+"clerk_trace_id"}``. After the rate limit comes the API version (``check_api_version``):
+Clerk's docs ("Versioning overview") let a request name its version in the
+``Clerk-API-Version`` header or the ``__clerk_api_version`` query parameter, and call a
+request that uses both, or names an invalid version, invalid; the emulator answers
+those 400 (the status the spec gives ``GET /users`` for a ClerkErrors body). Valid
+versions are the dates Clerk has released (:data:`CLERK_API_VERSIONS`, the specs of
+clerk/openapi-specs); a request naming none gets the instance's default.
 
 List bodies are assembled from the store's pre-rendered JSON texts, never re-encoded.
 
@@ -45,6 +51,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -59,9 +66,14 @@ logger = logging.getLogger(__name__)
 DEFAULT_SECRET_KEY = "sk_test_emulator"
 MAX_LIMIT = 500
 MAX_FILTER_VALUES = 100
+REQUEST_TIMES_KEPT = 200_000  # EmulatorStats.request_times: enough for any test's busiest window
 ADMIN_PREFIX = "/_emulator"  # the emulator's own admin API (see the module docstring)
 # Clerk's limits per secret key and 10 s: development instances (sk_test_) and production (sk_live_).
 CLERK_REQUESTS_PER_10S = {"sk_test_": 100, "sk_live_": 1000}
+GONE_PARENT_ANSWERS = ("404", "403", "422", "empty")  # EmulatorSettings.gone_parent_answer
+# The Backend API versions Clerk has released (bapi/*.yml in clerk/openapi-specs).
+CLERK_API_VERSIONS = ("2021-02-05", "2024-10-01", "2025-03-12", "2025-04-10", "2025-11-10", "2026-05-12")
+API_VERSION_HEADER, API_VERSION_QUERY = "clerk-api-version", "__clerk_api_version"
 
 
 @dataclass
@@ -71,12 +83,56 @@ class EmulatorSettings:
     ``requests_per_10s``: None for Clerk's own limit for the key's kind (100 for
     ``sk_test_`` keys, 1000 for ``sk_live_``), 0 for no limit, else that many requests
     per window. ``rate_limit_window_s`` (10 s like Clerk's) can be shortened for tests.
+
+    ``application_share``: the share of each window's budget the instance's own
+    application spends (Clerk's limit is the instance's, and the app's backend calls use
+    it too). The emulator simulates those calls, spread evenly over the window, so a sync
+    meets 429s once it takes more than ``1 - application_share`` of the limit. 0 turns the
+    application off; with no limit (``requests_per_10s=0``) there is nothing to share.
+
+    ``check_api_version``: refuse (400) a request naming an unknown or malformed API
+    version, or naming one both in the header and the query (see the module docstring);
+    False accepts anything.
+
+    ``created_at_bounds_inclusive``: whether ``created_at_after``/``created_at_before`` on
+    ``GET /users`` and ``/users/count`` keep a user created exactly on the bound (>=, <=)
+    or not (>, <, the default). Clerk does not say; a client must survive both.
+
+    Deep offsets, as Clerk's spec describes for ``GET /users`` ("a large ``offset`` has to
+    walk and discard every row before it, so it gets progressively slower and eventually
+    times out"): a page at ``offset`` is delayed ``offset / 1000 * users_offset_ms_per_1000``
+    ms, and an ``offset`` above ``users_offset_timeout`` answers 504 with Clerk's error
+    body (None: never). ``GET /organization_memberships`` has the same pair
+    (``memberships_offset_*``); its timeout is off by default, as its spec says nothing.
+
+    ``gone_parent_answer``: what ``GET /users/{id}/organization_memberships`` and
+    ``GET /organizations/{id}/memberships`` answer for a user or organization that does
+    not exist (deleted, or never was). Clerk does not document it (the first lists 200
+    and 403, the second 200, 401 and 422), so any of :data:`GONE_PARENT_ANSWERS`:
+    ``"404"`` (the default), ``"403"`` and ``"422"`` with Clerk's error body, or
+    ``"empty"``: a 200 with no rows. ``GET /users/{id}`` and ``GET /organizations/{id}``
+    answer 404 whatever this says.
     """
 
     secret_key: str = DEFAULT_SECRET_KEY
     latency_ms: float = 0.0
     requests_per_10s: int | None = None
     rate_limit_window_s: float = 10.0
+    created_at_bounds_inclusive: bool = False
+    users_offset_ms_per_1000: float = 0.5
+    users_offset_timeout: int | None = 10_000
+    memberships_offset_ms_per_1000: float = 0.5
+    memberships_offset_timeout: int | None = None
+    gone_parent_answer: str = "404"
+    application_share: float = 0.2
+    check_api_version: bool = True
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "gone_parent_answer" and value not in GONE_PARENT_ANSWERS:
+            raise ValueError(f"gone_parent_answer must be one of {', '.join(GONE_PARENT_ANSWERS)}, not {value!r}")
+        if name == "application_share" and not 0 <= value < 1:
+            raise ValueError(f"application_share must be at least 0 and below 1, not {value!r}")
+        super().__setattr__(name, value)
 
     def request_limit(self) -> int | None:
         """Requests allowed per window, or None for no limit."""
@@ -95,6 +151,8 @@ class EmulatorStats:
     requests_by_path: Counter[str] = field(default_factory=Counter)
     responses_by_status: Counter[int] = field(default_factory=Counter)
     rate_limited: int = 0  # 429s from the rate limiter (injected 429s are in FaultInjector.fired)
+    # When each API request arrived (time.monotonic()), refused ones included; the latest only.
+    request_times: deque[float] = field(default_factory=lambda: deque(maxlen=REQUEST_TIMES_KEPT), repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -107,9 +165,26 @@ class EmulatorStats:
         with self._lock:
             return sum(self.requests_by_path.values())
 
-    def record_request(self, path: str) -> None:
+    def record_request(self, path: str, at: float | None = None) -> None:
         with self._lock:
             self.requests_by_path[path] += 1
+            self.request_times.append(time.monotonic() if at is None else at)
+
+    def busiest_window(self, window_s: float = 10.0) -> int:
+        """The most API requests that arrived within any ``window_s`` seconds.
+
+        Counts every request of the Clerk API the emulator saw (refused ones too, since
+        they cost the instance's budget as much), never the admin API or the simulated
+        application's calls. Only the last :data:`REQUEST_TIMES_KEPT` arrivals are kept.
+        """
+        with self._lock:
+            times = list(self.request_times)
+        busiest, first = 0, 0
+        for last, arrived in enumerate(times):  # arrival order is time order
+            while arrived - times[first] >= window_s:
+                first += 1
+            busiest = max(busiest, last - first + 1)
+        return busiest
 
     def record_response(self, status: int) -> None:
         with self._lock:
@@ -128,17 +203,40 @@ class EmulatorStats:
             self.requests_by_path.clear()
             self.responses_by_status.clear()
             self.rate_limited = 0
+            self.request_times.clear()
 
 
 class SlidingWindowRateLimiter:
-    """At most ``limit`` requests per key in any ``window_s`` seconds."""
+    """At most ``limit`` requests per key in any ``window_s`` seconds, the application's included.
+
+    The simulated application (``application_share`` of the limit) calls at an even pace:
+    its calls due since the last request are counted in when a request arrives, so it
+    costs nothing while the emulator is idle.
+    """
 
     def __init__(self) -> None:
         self._recent: dict[str, deque[float]] = {}
+        # Per key, the application's pace: (first call, calls made since, seconds between calls).
+        self._application_clock: dict[str, tuple[float, int, float]] = {}
 
-    def admit(self, key: str, limit: int, window_s: float, now: float) -> float | None:
+    def admit(
+        self, key: str, limit: int, window_s: float, now: float, application_share: float = 0.0
+    ) -> float | None:
         """Count the request and return None, or refuse it: the seconds until one would pass."""
         recent = self._recent.setdefault(key, deque())
+        application_calls = math.floor(limit * application_share)
+        if application_calls > 0:
+            interval = window_s / application_calls
+            start, made, pace = self._application_clock.get(key, (now, 0, interval))
+            if pace != interval:  # the settings changed: the new pace starts at the next call
+                start, made = start + made * pace, 0
+            if start + made * interval < now - window_s:  # idle: calls out of the window never count
+                made = math.ceil((now - window_s - start) / interval)
+            # Due times as start + k * interval, never a running sum, so no rounding drift.
+            while (due := start + made * interval) <= now:
+                recent.append(due)  # the application's call, in time order with the sync's
+                made += 1
+            self._application_clock[key] = (start, made, interval)
         while recent and recent[0] <= now - window_s:
             recent.popleft()
         if len(recent) >= limit:
@@ -175,6 +273,41 @@ def _too_many_requests(retry_after_s: int) -> Response:
         429, "too_many_requests", "Too many requests", "Too many requests, retry later",
         headers={"Retry-After": str(retry_after_s)},
     )
+
+
+def _offset_timed_out() -> Response:
+    return clerk_error(
+        504, "request_timeout", "Request timed out",
+        "The request took too long: a large offset walks every row before it. Paginate with starting_after.",
+    )
+
+
+async def _walk_offset(offset: int, ms_per_1000: float, timeout_offset: int | None) -> Response | None:
+    """Spend the time a database spends skipping ``offset`` rows; a 504 past ``timeout_offset``."""
+    timed_out = timeout_offset is not None and offset > timeout_offset
+    walked = timeout_offset if timed_out and timeout_offset is not None else offset
+    if ms_per_1000 > 0 and walked > 0:
+        await asyncio.sleep(walked / 1000 * ms_per_1000 / 1000)
+    return _offset_timed_out() if timed_out else None
+
+
+def _api_version_problem(scope: Scope) -> Response | None:
+    """A 400 if the request names its API version twice, or a version Clerk never released."""
+    headers = [value.decode("latin-1") for name, value in scope["headers"] if name.lower() == b"clerk-api-version"]
+    query = QueryParams(scope.get("query_string", b"")).getlist(API_VERSION_QUERY)
+    named = headers + query
+    if headers and query:
+        problem = f"name the API version once: in the Clerk-API-Version header or in {API_VERSION_QUERY}, not both"
+    elif len(named) > 1:
+        problem = "name the API version once"
+    elif named and named[0].strip() not in CLERK_API_VERSIONS:
+        problem = (
+            f"{named[0]!r} is not a Clerk API version; versions are release dates such as 2025-11-10"
+            f" (known: {', '.join(CLERK_API_VERSIONS)})"
+        )
+    else:
+        return None
+    return clerk_error(400, "api_version_invalid", "Invalid API version", problem)
 
 
 def _json(text: str) -> Response:
@@ -221,6 +354,12 @@ def _values(request: Request, name: str) -> tuple[str, ...]:
     return values
 
 
+def _order_by(request: Request, default: str | None) -> str | None:
+    """The first ``order_by`` given (Clerk keeps the first of several), else ``default``."""
+    given = request.query_params.getlist("order_by")
+    return given[0] if given else default
+
+
 def _flag(request: Request, name: str) -> bool:
     raw = request.query_params.get(name, "false").lower()
     if raw not in ("true", "false"):
@@ -228,7 +367,7 @@ def _flag(request: Request, name: str) -> bool:
     return raw == "true"
 
 
-def _user_query(request: Request, *, for_count: bool) -> UserQuery:
+def _user_query(request: Request, settings: EmulatorSettings, *, for_count: bool) -> UserQuery:
     return UserQuery(
         user_ids=_values(request, "user_id"),
         email_addresses=_values(request, "email_address"),
@@ -239,8 +378,9 @@ def _user_query(request: Request, *, for_count: bool) -> UserQuery:
         created_at_before=_timestamp(request, "created_at_before"),
         last_active_at_after=_timestamp(request, "last_active_at_after"),
         last_active_at_before=_timestamp(request, "last_active_at_before"),
-        order_by="-created_at" if for_count else request.query_params.get("order_by", "-created_at"),
+        order_by="-created_at" if for_count else _order_by(request, "-created_at"),
         starting_after=None if for_count else request.query_params.get("starting_after"),
+        created_at_bounds_inclusive=settings.created_at_bounds_inclusive,
     )
 
 
@@ -347,16 +487,20 @@ class ClerkEmulatorApp:
         return scheme.lower() == "bearer" and key.strip() == self.settings.secret_key
 
     def _refusal(self, scope: Scope) -> Response | None:
-        """A 401 or 429 if the request may not pass, else None."""
+        """A 401, 429 or 400 (API version) if the request may not pass, else None."""
         if not self._authorized(scope):
             return _unauthorized()
         key = self.settings.secret_key
         limit = self.settings.request_limit()
         if limit is not None:
-            wait_s = self._rate_limiter.admit(key, limit, self.settings.rate_limit_window_s, time.monotonic())
+            wait_s = self._rate_limiter.admit(
+                key, limit, self.settings.rate_limit_window_s, time.monotonic(), self.settings.application_share
+            )
             if wait_s is not None:
                 self.stats.record_rate_limited()
                 return _too_many_requests(max(1, math.ceil(wait_s)))
+        if self.settings.check_api_version:
+            return _api_version_problem(scope)
         return None
 
     async def _admin(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -451,11 +595,16 @@ class ClerkEmulatorApp:
 
     async def _list_users(self, request: Request) -> Response:
         limit, offset = _page(request)
-        texts = self.store.list_users(_user_query(request, for_count=False), limit=limit, offset=offset)
+        settings = self.settings
+        # The store first, so a bad parameter is a 422 however deep the offset.
+        texts = self.store.list_users(_user_query(request, settings, for_count=False), limit=limit, offset=offset)
+        timed_out = await _walk_offset(offset, settings.users_offset_ms_per_1000, settings.users_offset_timeout)
+        if timed_out is not None:
+            return timed_out
         return _json(f"[{','.join(_as_served(texts, request))}]")
 
     async def _count_users(self, request: Request) -> Response:
-        total = self.store.count_users(_user_query(request, for_count=True))
+        total = self.store.count_users(_user_query(request, self.settings, for_count=True))
         return _json(f'{{"object":"total_count","total_count":{total}}}')
 
     async def _get_user(self, request: Request) -> Response:
@@ -466,14 +615,35 @@ class ClerkEmulatorApp:
 
     async def _list_user_memberships(self, request: Request) -> Response:
         limit, offset = _page(request)
-        texts, total = self.store.list_user_memberships(request.path_params["user_id"], limit=limit, offset=offset)
+        user_id = request.path_params["user_id"]
+        try:
+            texts, total = self.store.list_user_memberships(user_id, limit=limit, offset=offset)
+        except ObjectNotFound:
+            return self._gone_parent("user_id", user_id)
         return _paginated(_as_served(texts, request), total)
+
+    def _gone_parent(self, param_name: str, parent_id: str) -> Response:
+        """A membership list's answer for a parent that does not exist (``gone_parent_answer``)."""
+        answer = self.settings.gone_parent_answer
+        if answer == "empty":
+            return _paginated([], 0)
+        if answer == "403":
+            return clerk_error(
+                403, "authorization_invalid", "Unauthorized request",
+                "You are not authorized to perform this request",
+            )
+        if answer == "422":
+            return clerk_error(
+                422, "form_param_value_invalid", "is invalid", f"{param_name} {parent_id!r} is not a valid id",
+                meta={"param_name": param_name},
+            )
+        return clerk_error(404, "resource_not_found", "not found", "Resource not found")
 
     async def _list_organizations(self, request: Request) -> Response:
         limit, offset = _page(request)
         query = OrganizationQuery(
             text=request.query_params.get("query") or None,
-            order_by=request.query_params.get("order_by", "-created_at"),
+            order_by=_order_by(request, "-created_at"),
         )
         texts, total = self.store.list_organizations(
             query, limit=limit, offset=offset, include_members_count=_flag(request, "include_members_count")
@@ -491,14 +661,24 @@ class ClerkEmulatorApp:
 
     async def _list_organization_memberships(self, request: Request) -> Response:
         limit, offset = _page(request)
-        texts, total = self.store.list_organization_memberships(
-            request.path_params["organization_id"], limit=limit, offset=offset
-        )
+        organization_id = request.path_params["organization_id"]
+        try:
+            texts, total = self.store.list_organization_memberships(
+                organization_id, limit=limit, offset=offset, order_by=_order_by(request, None)
+            )
+        except ObjectNotFound:
+            return self._gone_parent("organization_id", organization_id)
         return _paginated(_as_served(texts, request), total)
 
     async def _list_memberships(self, request: Request) -> Response:
         limit, offset = _page(request)
-        texts, total = self.store.list_memberships(limit=limit, offset=offset)
+        settings = self.settings
+        texts, total = self.store.list_memberships(limit=limit, offset=offset, order_by=_order_by(request, None))
+        timed_out = await _walk_offset(
+            offset, settings.memberships_offset_ms_per_1000, settings.memberships_offset_timeout
+        )
+        if timed_out is not None:
+            return timed_out
         return _paginated(_as_served(texts, request), total)
 
 

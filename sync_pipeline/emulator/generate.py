@@ -233,6 +233,19 @@ def _creation_times(indices: np.ndarray, count: int, start_ms: int, seed: int) -
     return start_ms + indices * step + (indices * 2_654_435_761 + seed * 97) % step
 
 
+def _user_creation_times(indices: np.ndarray, count: int, seed: int, crowd: range) -> np.ndarray:
+    """Creation time of users ``indices``; those in ``crowd`` all take the crowd's first time.
+
+    A bulk import creates thousands of users within one millisecond: the crowd is such a
+    run, so order by time is still order by index, only no longer strictly.
+    """
+    times = _creation_times(indices, count, GENERATED_FROM_MS, seed)
+    if len(crowd):
+        crowd_time = _creation_times(np.int64(crowd.start), count, GENERATED_FROM_MS, seed)
+        times = np.where((indices >= crowd.start) & (indices < crowd.stop), crowd_time, times)
+    return times
+
+
 @dataclass
 class MembershipLayout:
     """Who belongs to which organization, for the generated memberships.
@@ -255,11 +268,13 @@ class MembershipLayout:
         return len(self.organization_of)
 
     @classmethod
-    def build(cls, seed: int, user_count: int, organization_count: int) -> MembershipLayout:
+    def build(
+        cls, seed: int, user_count: int, organization_count: int, user_crowd: range = range(0)
+    ) -> MembershipLayout:
         rng = np.random.default_rng([seed, 0x6D656D62])
         org_index = np.arange(organization_count, dtype=np.int64)
         org_created = _creation_times(org_index, organization_count, ORGANIZATIONS_FROM_MS, seed)
-        user_created = _creation_times(np.arange(user_count, dtype=np.int64), user_count, GENERATED_FROM_MS, seed)
+        user_created = _user_creation_times(np.arange(user_count, dtype=np.int64), user_count, seed, user_crowd)
 
         sizes = np.zeros(organization_count, dtype=np.int64)
         non_empty = (rng.random(organization_count) >= EMPTY_ORGANIZATION_SHARE) & (user_count > 0)
@@ -404,9 +419,17 @@ def _rows(row_type: type[_Row], columns: dict[str, np.ndarray | list[str]]) -> l
 class DataGenerator:
     """Builds generated objects by index, in batches; holds nothing per object but the layout."""
 
-    def __init__(self, seed: int, user_count: int, organization_count: int) -> None:
+    def __init__(
+        self, seed: int, user_count: int, organization_count: int, *, users_in_one_millisecond: int = 0
+    ) -> None:
+        """``users_in_one_millisecond``: that many users, a run in the middle of creation
+        order, share one ``created_at`` (as a bulk import makes); see :attr:`user_crowd`."""
         if user_count < 0 or organization_count < 0:
             raise ValueError("user and organization counts must be >= 0")
+        if not 0 <= users_in_one_millisecond <= user_count:
+            raise ValueError("users_in_one_millisecond must be between 0 and the number of users")
+        crowd_start = (user_count - users_in_one_millisecond) // 2
+        self.user_crowd = range(crowd_start, crowd_start + users_in_one_millisecond)
         self.seed = seed
         self.user_count = user_count
         self.organization_count = organization_count
@@ -417,12 +440,12 @@ class DataGenerator:
         self._phone_ids = IdCodec("idn_", seed, family="phone")
         self._oauth_ids = IdCodec("idn_", seed, family="oauth")
         self.instance_id = IdCodec("ins_", seed).encode(0, GENERATED_FROM_MS)
-        self.memberships = MembershipLayout.build(seed, user_count, organization_count)
+        self.memberships = MembershipLayout.build(seed, user_count, organization_count, self.user_crowd)
 
     # -- times and ids, one at a time ---------------------------------------------------
 
     def user_created_at(self, index: int) -> int:
-        return int(_creation_times(np.int64(index), self.user_count, GENERATED_FROM_MS, self.seed))
+        return int(_user_creation_times(np.int64(index), self.user_count, self.seed, self.user_crowd))
 
     def organization_created_at(self, index: int) -> int:
         return int(_creation_times(np.int64(index), self.organization_count, ORGANIZATIONS_FROM_MS, self.seed))
@@ -484,7 +507,7 @@ class DataGenerator:
         """
         index = np.asarray(indices, dtype=np.int64)
         draws = _Draws(self.seed, "user", index)
-        created = _creation_times(index, self.user_count, GENERATED_FROM_MS, self.seed)
+        created = _user_creation_times(index, self.user_count, self.seed, self.user_crowd)
         times = self._user_times(draws, created)
         updated = times["updated_at"]
         profile = draws.roll("profile", 1000)
@@ -542,7 +565,7 @@ class DataGenerator:
         Vectorised, without building the users: enough to sort a million by it in a second.
         """
         index = np.arange(start, stop, dtype=np.int64)
-        created = _creation_times(index, self.user_count, GENERATED_FROM_MS, self.seed)
+        created = _user_creation_times(index, self.user_count, self.seed, self.user_crowd)
         return self._user_times(_Draws(self.seed, "user", index), created)[field]
 
     def _email_columns(
@@ -692,7 +715,7 @@ class DataGenerator:
         has_members = layout.org_offsets[index + 1] > first_member
         creators = np.zeros(len(index), dtype=np.int64)  # empty organizations have none
         creators[has_members] = layout.user_of[first_member[has_members]]
-        creator_created = _creation_times(creators, self.user_count, GENERATED_FROM_MS, self.seed)
+        creator_created = _user_creation_times(creators, self.user_count, self.seed, self.user_crowd)
         created_by = self.user_ids.encode_many(creators, creator_created, where=has_members)
 
         heads = draws.roll("name_head", len(ORGANIZATION_NAME_HEADS)).tolist()

@@ -93,6 +93,15 @@ class IdCodec:
         _base62_digits_into(mixed, text[:, start + _TIME_WIDTH + _TAG_WIDTH :])
         return [raw.decode() for raw in text.view(f"S{text.shape[1]}").ravel().tolist()]
 
+    def order_keys(self, indices: np.ndarray) -> np.ndarray:
+        """Numbers that sort like the ids of ``indices`` among ids of one creation second.
+
+        Ids of one family and second differ only in their last 11 characters, the mixed
+        index in base62 (whose alphabet is in ASCII order): sorting by the mixed index is
+        sorting by id, without spelling a million ids out.
+        """
+        return (np.asarray(indices, dtype=np.uint64) * np.uint64(_MIX_MULTIPLIER)) ^ np.uint64(self._mix_key)
+
     def decode(self, object_id: str) -> int | None:
         """The index an id of this family was made from, or None if it is not one of ours.
 

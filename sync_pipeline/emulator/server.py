@@ -36,6 +36,7 @@ def run_emulator(
     requests_per_10s: int | None = None,
     *,
     cascade_membership_events: bool = False,
+    users_in_one_millisecond: int = 0,
     log_level: str = "info",
     access_log: bool = False,
     webhook_url: str | None = None,
@@ -49,8 +50,8 @@ def run_emulator(
     membership per user), generated deterministically from ``seed`` (a million users
     start in about a second). ``latency_ms`` delays every answer. ``requests_per_10s`` is
     the rate limit per key: None for Clerk's own (100 per 10 s for ``sk_test_`` keys, 1000
-    for ``sk_live_``), 0 for none, else that many. ``cascade_membership_events``: see
-    :class:`ClerkStore`. ``access_log`` prints a line per request (off by default: at
+    for ``sk_live_``), 0 for none, else that many. ``cascade_membership_events`` and
+    ``users_in_one_millisecond``: see :class:`ClerkStore`. ``access_log`` prints a line per request (off by default: at
     benchmark rates the printing costs more than the serving).
 
     Webhooks (off by default): with ``webhook_url`` and ``webhook_secret`` (``whsec_`` +
@@ -63,7 +64,10 @@ def run_emulator(
     """
     if (webhook_url is None) != (webhook_secret is None):
         raise ValueError("webhook_url and webhook_secret go together")
-    store = ClerkStore(users, orgs, seed, cascade_membership_events=cascade_membership_events)
+    store = ClerkStore(
+        users, orgs, seed,
+        cascade_membership_events=cascade_membership_events, users_in_one_millisecond=users_in_one_millisecond,
+    )
     settings = EmulatorSettings(secret_key=secret_key, latency_ms=latency_ms, requests_per_10s=requests_per_10s)
     app = ClerkEmulatorApp(store, settings)
     dispatcher = None
@@ -98,7 +102,9 @@ class EmulatorServer:
             httpx.post(f"{server.admin_url}/users", json={"first_name": "Ada"}, headers=...)  # a user.created
 
     Pass ``store`` to serve an existing :class:`ClerkStore` (``users``, ``orgs``, ``seed``
-    and ``cascade_membership_events`` are then ignored).
+    ``cascade_membership_events`` and ``users_in_one_millisecond`` are then ignored; see
+    :class:`ClerkStore` for those). ``settings`` replaces the settings the other arguments
+    would make (every field of :class:`EmulatorSettings`).
     """
 
     def __init__(
@@ -113,9 +119,14 @@ class EmulatorServer:
         requests_per_10s: int | None = None,
         rate_limit_window_s: float = 10.0,
         cascade_membership_events: bool = False,
+        users_in_one_millisecond: int = 0,
+        settings: EmulatorSettings | None = None,
     ) -> None:
-        self.store = store or ClerkStore(users, orgs, seed, cascade_membership_events=cascade_membership_events)
-        self.settings = EmulatorSettings(
+        self.store = store or ClerkStore(
+            users, orgs, seed,
+            cascade_membership_events=cascade_membership_events, users_in_one_millisecond=users_in_one_millisecond,
+        )
+        self.settings = settings or EmulatorSettings(
             secret_key=secret_key,
             latency_ms=latency_ms,
             requests_per_10s=requests_per_10s,

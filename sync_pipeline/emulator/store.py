@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from sync_pipeline.emulator.creation_order import CreationOrder
 from sync_pipeline.emulator.generate import (
     GENERATED_UNTIL_MS,
     USER_TIME_FIELDS,
@@ -65,6 +66,9 @@ USER_ORDER_FIELDS = (
     "last_active_at", "last_sign_in_at",
 )
 ORGANIZATION_ORDER_FIELDS = ("created_at", "name", "members_count")
+# What the membership lists sort by (the spec: "phone_number, email_address, created_at, first_name,
+# last_name or username"); all but created_at are the member's.
+MEMBERSHIP_ORDER_FIELDS = ("created_at", "phone_number", "email_address", "first_name", "last_name", "username")
 # UserFacts attribute each user order field sorts on.
 _USER_SORT_ATTRIBUTE = {field: field for field in USER_ORDER_FIELDS} | {"email_address": "primary_email_address"}
 _SCAN_BATCH = 2_000  # objects generated per batch while scanning
@@ -110,6 +114,7 @@ class UserQuery:
     last_active_at_before: int | None = None
     order_by: str = "-created_at"
     starting_after: str | None = None  # a user id: continue after it (created_at order only)
+    created_at_bounds_inclusive: bool = False  # created_at_after/before: >= and <= rather than > and <
 
 
 @dataclass(frozen=True)
@@ -147,6 +152,11 @@ class ClerkStore:
     With ``cascade_membership_events`` a user or organization deletion also emits one
     ``organizationMembership.deleted`` per membership it removes; Clerk does not document
     whether it does, so by default it does not, and consumers must cascade themselves.
+
+    ``users_in_one_millisecond``: that many generated users, a run in the middle of
+    creation order, share one ``created_at`` millisecond, as a bulk import makes. Order by
+    ``created_at`` breaks such ties by id (see :mod:`.creation_order`), and a
+    ``starting_after`` cursor walks through the crowd without loss or repetition.
     """
 
     def __init__(
@@ -156,8 +166,9 @@ class ClerkStore:
         seed: int = 42,
         *,
         cascade_membership_events: bool = False,
+        users_in_one_millisecond: int = 0,
     ) -> None:
-        self._generated = DataGenerator(seed, users, organizations)
+        self._generated = DataGenerator(seed, users, organizations, users_in_one_millisecond=users_in_one_millisecond)
         self.seed = seed
         self.instance_id = self._generated.instance_id
         self.cascade_membership_events = cascade_membership_events
@@ -174,6 +185,12 @@ class ClerkStore:
 
         layout = self._generated.memberships
         self._users = Positions(users)
+        crowd = self._generated.user_crowd
+        crowd_index = np.arange(crowd.start, crowd.stop, dtype=np.int64)
+        crowd_ids = self._generated.user_ids.encode_many(
+            crowd_index, np.full(len(crowd), self._generated.user_created_at(crowd.start) if len(crowd) else 0)
+        ) if len(crowd) else []
+        self._user_order = CreationOrder(crowd, [str(i) for i in crowd_ids])
         self._user_overlay: dict[int, dict[str, Any]] = {}  # changed or created users
         self._created_user_positions: dict[str, int] = {}
         self._created_user_times: list[int] = []  # created_at of created users, by position - users
@@ -190,6 +207,13 @@ class ClerkStore:
         self._created_membership_positions: dict[str, int] = {}
         self._memberships_added_to_organization: dict[int, list[int]] = {}
         self._memberships_added_to_user: dict[int, list[int]] = {}
+        # Unordered, memberships come back as a heap scan finds them: the generated ones never
+        # written since, in position order, then every written (created or updated) one in the
+        # order of its last write. So an updated row moves to the end (see list_memberships).
+        self._membership_heap = Positions(layout.count)  # generated positions neither written nor deleted
+        self._membership_writes: dict[int, int] = {}  # position -> serial of its last write
+        self._membership_write_serial = 0
+        self._generated_membership_order: np.ndarray | None = None  # by (created_at, id); never stale
 
         self._user_order_cache: dict[str, Sequence[int]] = {}  # field -> all live users, ascending
         # field -> generated users ascending by that timestamp: (timestamps, positions); never stale
@@ -306,7 +330,7 @@ class ClerkStore:
                     ordered = ordered[::-1]
                 page = [int(position) for position in ordered[offset : offset + limit]]
             else:
-                page = self._users.page(offset, limit, descending=descending, start=start, stop=stop)
+                page = self._user_order.page(self._users, offset, limit, descending=descending, start=start, stop=stop)
             return [user.json for user in self._users_at(page)]
 
     def count_users(self, query: UserQuery) -> int:
@@ -315,7 +339,7 @@ class ClerkStore:
             start, stop = self._user_window(query, "created_at", 0)
             if self._user_query_needs_scan(query):
                 return len(self._matching_users(query, start, stop))
-            return self._users.live_count(start, stop)
+            return self._user_order.live_count(self._users, start, stop)
 
     @staticmethod
     def _user_query_needs_scan(query: UserQuery) -> bool:
@@ -325,13 +349,18 @@ class ClerkStore:
         )
 
     def _user_window(self, query: UserQuery, order_field: str, offset: int) -> tuple[int, int]:
-        """The range of positions the query's created_at bounds and cursor leave open."""
+        """The range of ranks (see :mod:`.creation_order`) the created_at bounds and cursor leave open."""
         start, stop = 0, self._users.end
-        creation_times = range(self._users.end)
+        ranks = range(self._users.end)
+
+        def created_at(rank: int) -> int:
+            return self._user_created_at(self._user_order.position(rank))
+
+        inclusive = query.created_at_bounds_inclusive
         if query.created_at_after is not None:
-            start = bisect_right(creation_times, query.created_at_after, key=self._user_created_at)
+            start = (bisect_left if inclusive else bisect_right)(ranks, query.created_at_after, key=created_at)
         if query.created_at_before is not None:
-            stop = bisect_left(creation_times, query.created_at_before, key=self._user_created_at)
+            stop = (bisect_right if inclusive else bisect_left)(ranks, query.created_at_before, key=created_at)
         if query.starting_after is not None:
             if order_field != "created_at":
                 raise InvalidParameter("starting_after", "starting_after can only be used when ordering by created_at")
@@ -343,6 +372,7 @@ class ClerkStore:
                 cursor = self._generated.user_index(query.starting_after)
             if cursor is None:
                 raise InvalidParameter("starting_after", "starting_after must be the id of a user")
+            cursor = self._user_order.rank(cursor)
             if query.order_by.startswith("-"):
                 stop = min(stop, cursor)
             else:
@@ -350,15 +380,18 @@ class ClerkStore:
         return start, stop
 
     def _matching_users(self, query: UserQuery, start: int, stop: int) -> list[tuple[int, UserFacts]]:
-        """Live users in [start, stop) the filters match, in position order, with their facts."""
+        """Live users with a rank in [start, stop) the filters match, in rank order, with their facts."""
         members = self._member_positions(query.organization_ids) if query.organization_ids else None
+        rank = self._user_order.rank
         if query.user_ids:
-            candidates = sorted({p for user_id in query.user_ids if (p := self._user_position(user_id)) is not None})
+            candidates = sorted(
+                {p for user_id in query.user_ids if (p := self._user_position(user_id)) is not None}, key=rank
+            )
         elif members is not None:
-            candidates = sorted(members)
+            candidates = sorted(members, key=rank)
         else:
-            candidates = self._users.live(start, stop)
-        candidates = [p for p in candidates if start <= p < stop]
+            candidates = self._user_order.live(self._users, start, stop)
+        candidates = [p for p in candidates if start <= rank(p) < stop]
         emails = {address.lower() for address in query.email_addresses}
         external_ids = set(query.external_ids)
         text = query.text.lower() if query.text else None
@@ -388,7 +421,7 @@ class ClerkStore:
         return matched
 
     def _ordered_user_positions(self, query: UserQuery, field: str, start: int, stop: int) -> Sequence[int]:
-        """Matching positions in [start, stop), ascending by ``field`` (nulls last)."""
+        """Matching positions with a rank in [start, stop), ascending by ``field`` (nulls last)."""
         attribute = _USER_SORT_ATTRIBUTE[field]
         if self._user_query_needs_scan(query):
             matched = self._matching_users(query, start, stop)
@@ -396,7 +429,7 @@ class ClerkStore:
                 matched.sort(key=lambda item: _sort_key(getattr(item[1], attribute)))
             return [position for position, _ in matched]
         if field == "created_at":
-            return self._users.live(start, stop)
+            return self._user_order.live(self._users, start, stop)
         if field not in self._user_order_cache:
             if field in USER_TIME_FIELDS:
                 self._user_order_cache[field] = self._users_by_time(field)
@@ -405,7 +438,8 @@ class ClerkStore:
                 every.sort(key=lambda item: _sort_key(getattr(item[1], attribute)))
                 self._user_order_cache[field] = np.array([position for position, _ in every], dtype=np.int64)
         order = np.asarray(self._user_order_cache[field])
-        return order[(order >= start) & (order < stop)]
+        ranks = self._user_order.ranks(order)
+        return order[(ranks >= start) & (ranks < stop)]
 
     def _users_by_time(self, field: str) -> np.ndarray:
         """Live users ascending by a timestamp (nulls last), without generating any user.
@@ -1036,17 +1070,111 @@ class ClerkStore:
 
     # == memberships: queries ============================================================
 
-    def list_memberships(self, *, limit: int, offset: int) -> tuple[list[str], int]:
-        """``GET /organization_memberships``: every membership of the instance, position order."""
-        with self._lock:
-            page = self._memberships.page(offset, limit, descending=False)
-            return self._memberships_json(page), self._memberships.live_count()
+    def list_memberships(
+        self, *, limit: int, offset: int, order_by: str | None = None
+    ) -> tuple[list[str], int]:
+        """``GET /organization_memberships``: every membership of the instance.
 
-    def list_organization_memberships(self, id_or_slug: str, *, limit: int, offset: int) -> tuple[list[str], int]:
-        """``GET /organizations/{id}/memberships``, join order."""
+        With ``order_by`` (see :data:`MEMBERSHIP_ORDER_FIELDS`), in that order, ties broken by
+        ``created_at`` then id; ``created_at`` costs a sort of the generated memberships
+        once, the member's fields a scan per request. Without it, in heap order (see
+        ``__init__``): an order that changes as rows change, so that offset pages read while
+        the data changes can skip or repeat rows, as they can against Clerk.
+        """
+        with self._lock:
+            total = self._memberships.live_count()
+            if order_by is None:
+                return self._memberships_json(self._heap_page(offset, limit)), total
+            field, descending = parse_order_by(order_by, MEMBERSHIP_ORDER_FIELDS)
+            ordered = self._memberships_by_creation()
+            if field != "created_at":
+                ordered = self._sorted_by_member(ordered, field)
+            if descending:
+                ordered = ordered[::-1]
+            page = [int(position) for position in ordered[offset : offset + limit]]
+            return self._memberships_json(page), total
+
+    def list_organization_memberships(
+        self, id_or_slug: str, *, limit: int, offset: int, order_by: str | None = None
+    ) -> tuple[list[str], int]:
+        """``GET /organizations/{id}/memberships``: ordered as :meth:`list_memberships`."""
         with self._lock:
             positions = self._live_memberships_of_organization(self._require_organization(id_or_slug))
-            return self._memberships_json(positions[offset : offset + limit]), len(positions)
+            if order_by is None:
+                writes = self._membership_writes
+                unwritten = [p for p in positions if p not in writes]
+                written = sorted((p for p in positions if p in writes), key=writes.__getitem__)
+                positions = unwritten + written
+            else:
+                field, descending = parse_order_by(order_by, MEMBERSHIP_ORDER_FIELDS)
+                records = self._membership_records(positions)
+                keys = self._membership_id_keys(positions)
+                by_creation = sorted(zip(positions, records, keys), key=lambda item: (item[1].created_at, item[2]))
+                positions = [position for position, _, _ in by_creation]
+                if field != "created_at":
+                    positions = self._sorted_by_member(positions, field)
+                if descending:
+                    positions = positions[::-1]
+            return self._memberships_json(list(positions[offset : offset + limit])), len(positions)
+
+    def _heap_page(self, offset: int, limit: int) -> list[int]:
+        """Live memberships ``offset..offset+limit`` in heap order (unwritten, then by last write)."""
+        unwritten = self._membership_heap.live_count()
+        page = self._membership_heap.page(offset, limit, descending=False) if offset < unwritten else []
+        if len(page) < limit:
+            written = list(self._membership_writes)  # dict order is last-write order
+            start = max(offset - unwritten, 0)
+            page += written[start : start + limit - len(page)]
+        return page
+
+    def _membership_id_keys(self, positions: Sequence[int]) -> list[Any]:
+        """Sort keys ordering memberships of one created_at by id."""
+        generated = self._generated.memberships.count
+        return [
+            (0, int(self._generated.membership_ids.order_keys(np.array([p]))[0]), "") if p < generated
+            else (1, 0, self._membership_records([p])[0].id)
+            for p in positions
+        ]
+
+    def _memberships_by_creation(self) -> np.ndarray:
+        """Every live membership's position, ascending by (created_at, id)."""
+        layout = self._generated.memberships
+        if self._generated_membership_order is None:
+            id_keys = self._generated.membership_ids.order_keys(np.arange(layout.count))
+            self._generated_membership_order = np.lexsort((id_keys, layout.created_at)).astype(np.int64)
+        order = self._generated_membership_order
+        deleted = np.array(self._memberships.deleted, dtype=np.int64)
+        if len(deleted):
+            order = order[~np.isin(order, deleted)]
+        # Created memberships come after: their created_at is a tick, later than any generated one.
+        created = np.array(self._memberships.live(layout.count), dtype=np.int64)
+        return np.concatenate([order, created])
+
+    def _sorted_by_member(self, positions: Sequence[int], field: str) -> list[int]:
+        """``positions`` stably sorted by a field of each membership's user (nulls last)."""
+        positions = [int(p) for p in positions]
+        records = self._membership_records(positions)
+        user_positions = sorted({record.user_position for record in records})
+        facts = {p: profile.facts for p, profile in zip(user_positions, self._user_profiles_at(user_positions))}
+
+        def value(facts: UserFacts) -> str | None:
+            if field == "email_address":
+                return facts.primary_email_address
+            if field == "phone_number":
+                return facts.phone_numbers[0] if facts.phone_numbers else None
+            return getattr(facts, field)
+
+        keyed = [(_sort_key(value(facts[record.user_position])), p) for p, record in zip(positions, records)]
+        keyed.sort(key=lambda item: item[0])
+        return [position for _, position in keyed]
+
+    def _note_membership_write(self, position: int) -> None:
+        """A membership was created or updated: in heap order it now comes last."""
+        self._membership_writes.pop(position, None)
+        self._membership_write_serial += 1
+        self._membership_writes[position] = self._membership_write_serial
+        if position < self._generated.memberships.count:
+            self._membership_heap.delete(position)
 
     def list_user_memberships(self, user_id: str, *, limit: int, offset: int) -> tuple[list[str], int]:
         """``GET /users/{id}/organization_memberships``."""
@@ -1101,6 +1229,7 @@ class ClerkStore:
         self._memberships_added_to_user.setdefault(user_position, []).append(position)
         self._members_count[organization_position] += 1
         self._organization_order_cache.pop("members_count", None)
+        self._note_membership_write(position)
         membership = json.loads(self._memberships_json([position])[0])
         self._emit("organizationMembership.created", copy.deepcopy(membership), now)
         return membership
@@ -1126,6 +1255,7 @@ class ClerkStore:
             now = self._tick()
             record.updated_at = now
             self._membership_overlay[position] = record
+            self._note_membership_write(position)
             membership = json.loads(self._memberships_json([position])[0])
             self._emit("organizationMembership.updated", copy.deepcopy(membership), now)
             return membership
@@ -1143,6 +1273,8 @@ class ClerkStore:
         """Remove a membership (its organization and user must still be renderable); return it."""
         record = self._membership_records([position])[0]
         self._memberships.delete(position)
+        self._membership_heap.delete(position)
+        self._membership_writes.pop(position, None)
         self._members_count[record.organization_position] -= 1
         self._organization_order_cache.pop("members_count", None)
         membership = json.loads(self._memberships_json([position])[0])

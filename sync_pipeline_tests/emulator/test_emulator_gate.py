@@ -21,10 +21,46 @@ def test_missing_or_wrong_key_is_401(emulator: EmulatorServer, authorization: st
     assert response.json()["clerk_trace_id"]
 
 
-@pytest.mark.parametrize("version", ["2025-11-10", "2026-05-12", "1999-01-01"])
-def test_any_api_version_is_accepted(emulator: EmulatorServer, version: str) -> None:
+@pytest.mark.parametrize("version", ["2021-02-05", "2025-04-10", "2025-11-10", "2026-05-12"])
+def test_released_api_versions_are_accepted(emulator: EmulatorServer, version: str) -> None:
     with http_client(emulator) as client:
         assert client.get("/users/count", headers={"Clerk-API-Version": version}).status_code == 200
+    key_only = {"Authorization": f"Bearer {emulator.secret_key}"}
+    by_query = httpx.get(f"{emulator.base_url}/users/count", headers=key_only, params={"__clerk_api_version": version})
+    assert by_query.status_code == 200
+    bare = httpx.get(f"{emulator.base_url}/users/count", headers=key_only)
+    assert bare.status_code == 200  # naming no version is fine: the instance's default applies
+
+
+@pytest.mark.parametrize(
+    ("headers", "params"),
+    [
+        ({"Clerk-API-Version": "1999-01-01"}, {}),  # well-formed, never released
+        ({"Clerk-API-Version": "2025-13-45"}, {}),
+        ({"Clerk-API-Version": "latest"}, {}),
+        ({"Clerk-API-Version": "v1"}, {}),
+        ({}, {"__clerk_api_version": "2025-11"}),
+        ({"Clerk-API-Version": "2025-11-10"}, {"__clerk_api_version": "2025-11-10"}),  # both ways at once
+    ],
+)
+def test_a_bad_api_version_is_400_with_a_clerk_error(
+    emulator: EmulatorServer, headers: dict[str, str], params: dict[str, str]
+) -> None:
+    plain = {"Authorization": f"Bearer {emulator.secret_key}", **headers}
+    response = httpx.get(f"{emulator.base_url}/users", headers=plain, params=params)
+    assert response.status_code == 400
+    body = response.json()
+    assert set(body) == {"errors", "clerk_trace_id"}
+    assert body["errors"][0]["code"] == "api_version_invalid"
+    assert set(body["errors"][0]) == {"message", "long_message", "code", "meta"}
+    unauthorized = httpx.get(f"{emulator.base_url}/users", headers={**headers}, params=params)
+    assert unauthorized.status_code == 401  # the key is checked first
+
+
+def test_the_version_check_can_be_turned_off(private_emulator: EmulatorServer) -> None:
+    private_emulator.settings.check_api_version = False
+    with http_client(private_emulator) as client:
+        assert client.get("/users/count", headers={"Clerk-API-Version": "1999-01-01"}).status_code == 200
 
 
 def test_the_accepted_key_is_configurable() -> None:
