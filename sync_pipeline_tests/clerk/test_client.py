@@ -669,3 +669,118 @@ def test_resource_is_wired_from_env_var_in_dagster(monkeypatch: pytest.MonkeyPat
 
     result = dg.materialize([probe], resources={"clerk": ClerkClient(secret_key=dg.EnvVar("CLERK_SECRET_KEY"))})
     assert result.success
+
+
+# --------------------------------------------------------------------------------------
+# The fair share: 429s, stalls, the adaptive rate, progress
+# --------------------------------------------------------------------------------------
+
+
+def test_429s_never_use_up_attempts_while_the_instance_answers():
+    fake = FakeClerk(orgs=25)
+    fake.script[("/v1/organizations", "10")] = [httpx.Response(429, headers={"Retry-After": "0"})] * 10
+    result = fake.client(max_attempts=2).fetch_organizations()
+    assert len(result.rows) == 25
+    assert result.stats.responses_429 == 10 and result.stats.retries == 10
+
+
+def test_a_sync_that_meets_only_429s_fails_after_the_stall_timeout_with_one_line():
+    fake = FakeClerk(orgs=5)
+    fake.script[("/v1/organizations", "0")] = [httpx.Response(429, headers={"Retry-After": "0.05"})] * 1000
+    started = time.monotonic()
+    with pytest.raises(ClerkUnavailableError) as caught:
+        fake.client(stall_timeout_seconds=0.5).fetch_organizations()
+    assert 0.5 <= time.monotonic() - started < 5
+    message = str(caught.value)
+    assert "answered no request of this sync successfully" in message and "CLERK_STALL_TIMEOUT_SECONDS" in message
+    assert "\n" not in message and KEY not in message and caught.value.stalled_seconds >= 0.5
+
+
+def test_a_429_halves_the_rate_once_per_pause_and_good_windows_climb_back():
+    from sync_pipeline.clerk.rate import RateControl
+
+    async def scenario() -> list[float]:
+        control = RateControl(40, window_seconds=0.05, max_burst=4, stall_timeout=60, stats=FetchStats())
+        seen = [control.current]
+        control.rate_limited(0.01)
+        control.rate_limited(0.01)  # the same pause: no second cut
+        seen.append(control.current)
+        for _ in range(6):
+            await asyncio.sleep(0.06)
+            control.succeeded()
+        seen.append(control.current)
+        return seen
+
+    start, cut, later = asyncio.run(scenario())
+    assert (start, cut) == (40, 20)
+    assert 20 < later <= 40  # additive: a twentieth of the target per window, never past it
+
+
+def test_progress_is_reported_per_list_and_page():
+    from sync_pipeline import progress
+
+    events: list[tuple] = []
+
+    class Recorder:
+        def list_started(self, name, expected_rows):  # noqa: ANN001
+            events.append(("started", name, expected_rows))
+
+        def page_read(self, name, rows):  # noqa: ANN001
+            events.append(("page", name, rows))
+
+        def rate(self, requests_per_10s, responses_429, waiting_seconds):  # noqa: ANN001
+            events.append(("rate",))
+
+        def list_finished(self, name):  # noqa: ANN001
+            events.append(("finished", name))
+
+    fake = FakeClerk(users=25, orgs=12)
+    with progress.reporting(Recorder()):
+        fake.client().fetch_users()
+        fake.client().fetch_organizations()
+    assert events[0] == ("started", "users", 25) and ("finished", "users") in events
+    assert sum(e[2] for e in events if e[:2] == ("page", "users")) == 25
+    assert ("started", "organizations", 12) in events and events[-1] == ("finished", "organizations")
+
+
+def test_a_refused_cursor_resumes_from_the_last_created_at_without_repeating():
+    fake = FakeClerk(users=25)
+    removed = False
+
+    def delete_the_cursor_user(request: httpx.Request) -> None:
+        nonlocal removed
+        if not removed and request.url.path == "/v1/users" and "starting_after" not in request.url.params:
+            removed = True
+            fake.users = [u for u in fake.users if u["id"] != "user_00009"]
+
+    fake.after_response = delete_the_cursor_user
+    rows = fake.client().fetch_users().rows
+    assert ids_of(rows) == [f"user_{i:05d}" for i in range(25)]  # user_00009 came on the first page, once
+    assert any(r.url.params.get("created_at_after") for r in fake.requests_to("/v1/users"))
+
+
+@pytest.mark.parametrize(
+    ("status", "error"), [(403, ClerkAuthError), (422, ClerkRequestError), (404, ClerkRequestError)]
+)
+def test_a_membership_list_refused_for_a_parent_that_exists_stays_an_error(status: int, error: type):
+    fake = FakeClerk(users=2, orgs=1)
+    fake.script[("/v1/users/user_00000/organization_memberships", "0")] = [httpx.Response(status, json=ERROR_422)]
+    with pytest.raises(error):
+        fake.client().fetch_memberships_of_users(["user_00000"])
+    assert len(fake.requests_to("/v1/users/user_00000")) == 1  # the parent was asked
+
+
+def test_an_empty_membership_list_of_a_parent_that_exists_is_just_empty():
+    fake = FakeClerk(users=2, orgs=1)
+    result = fake.client().fetch_memberships_of_users(["user_00001"])
+    assert result.rows == [] and result.stats.gone_parents == []
+
+
+def test_the_rate_held_and_the_target_are_in_the_summary_and_metadata():
+    fake = FakeClerk(orgs=25)
+    fake.script[("/v1/organizations", "10")] = [httpx.Response(429, headers={"Retry-After": "0.2"})]
+    stats = fake.client(requests_per_10s=1_000).fetch_organizations().stats
+    assert stats.target_per_10s == 1_000 and stats.waiting_seconds >= 0.19
+    metadata = stats.to_metadata()
+    assert metadata["clerk_target_per_10s"] == 1_000 and metadata["clerk_requests_per_10s"] > 0
+    assert "requests per 10 s held (target 1000)" in stats.summary() and "paused after 429s" in stats.summary()
