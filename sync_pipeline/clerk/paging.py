@@ -100,7 +100,8 @@ async def _count(call: Call, window: Window) -> int:
 
 
 async def _walk_window(call: Call, index: int, window: Window) -> None:
-    """One window by cursor: pages until one is shorter than the limit; rows outside the
+    """One window by cursor: pages until an empty one, or a short one confirmed by an empty
+    one after it; rows outside the
     window (its neighbours' millisecond, under the inclusive reading) are dropped.
 
     If Clerk refuses the cursor (422: a user deleted under the walk may no longer mark a
@@ -113,6 +114,7 @@ async def _walk_window(call: Call, index: int, window: Window) -> None:
     last_at: int | None = None
     seen_at_last: set[str] = set()
     skip: set[str] = set()
+    confirming = False
     while True:
         params = [("order_by", "+created_at"), *window.query(), ("limit", str(size))]
         if cursor is not None:
@@ -135,14 +137,25 @@ async def _walk_window(call: Call, index: int, window: Window) -> None:
                 if at != last_at:
                     last_at, seen_at_last = at, set()
                 seen_at_last.add(row.get("id"))
-        if len(raw) < size:
+        if not raw or (len(raw) < size and confirming):
             return
+        # A short page ends a walk, but a page that lost rows (a proxy, a fault) looks the
+        # same: one more page from its last row confirms the end (empty) or reads on.
+        confirming = len(raw) < size
         cursor = raw[-1].get("id")
         if not isinstance(cursor, str):
             raise call.request_error(request, status=200)
 
 
 # ---- the other lists: offset pages --------------------------------------------------------
+
+
+def _timed_out(error: ClerkUnavailableError) -> bool:
+    """A page that kept timing out (504, or no answer in time): what a deep offset does.
+    Other failures (503s, a stall) are the instance's, and no other way of reading helps."""
+    return error.stalled_seconds is None and (
+        error.last_status == 504 or (error.last_status is None and "Timeout" in error.last_error)
+    )
 
 
 def _page_request(call: Call, endpoint: str, path: str, params: Mapping[str, str], offset: int, **kw: Any) -> Request:
@@ -175,7 +188,7 @@ async def offset_scan(
         try:
             rows = rows_of(await call.get(_page_request(call, endpoint, path, params, offset)))
         except ClerkUnavailableError as error:
-            if deep_timeout_is_fatal or error.stalled_seconds is not None or offset == 0:
+            if deep_timeout_is_fatal or offset == 0 or not _timed_out(error):
                 raise
             failed[offset] = error
             return 0
@@ -203,6 +216,10 @@ async def offset_scan(
         await call.for_each(offsets, page)
         if failed:
             first = min(failed)
+            # Deep means pages below it answered, past the first: a list that times out
+            # from its second page on is down, not deep, and fails as such.
+            if not (max(lengths) > 0 and first > max(lengths)):
+                raise failed[first]
             raise DeepOffsetTimeout(name, first, failed[first])
         # A page inside the announced range (the last one included) holding fewer rows
         # than the range promises: the list shrank while it was read, or the page lost rows.
