@@ -33,7 +33,7 @@ from sync_pipeline.model import ENTITIES
 _PAGED = {
     USERS_ENDPOINT: ("/users", {"order_by": "+created_at"}),
     ORGANIZATIONS_ENDPOINT: ("/organizations", {"order_by": "+created_at", "include_members_count": "true"}),
-    MEMBERSHIPS_ENDPOINT: ("/organization_memberships", {}),
+    MEMBERSHIPS_ENDPOINT: ("/organization_memberships", {"order_by": "+created_at"}),
 }
 
 
@@ -64,6 +64,11 @@ def bare_download(base_url: str, secret_key: str, needed: dict[str, int], concur
     for endpoint, count in needed.items():
         if endpoint == USERS_COUNT_ENDPOINT:
             requests += [("/users/count", {})] * count
+        elif endpoint == USERS_ENDPOINT:
+            # Users are read by cursor, and a cursor page costs the same wherever it sits
+            # (Clerk's spec): the first page, as often as the fetch read a page of users.
+            path, params = _PAGED[endpoint]
+            requests += [(path, {**params, "limit": str(MAX_PAGE_SIZE)})] * count
         elif endpoint in _PAGED:
             path, params = _PAGED[endpoint]
             requests += [(path, {**params, "limit": str(MAX_PAGE_SIZE), "offset": str(i * MAX_PAGE_SIZE)}) for i in range(count)]

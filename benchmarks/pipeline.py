@@ -111,6 +111,13 @@ def _run_sync(recorder, case, clerk, mirror_db, scope, emulator, reuse_clerk, ke
                 "retries": _sum_stats(report.fetch_stats, "retries"),
                 "pages": _sum_stats(report.fetch_stats, "pages"),
                 "client_seconds_per_call": {k: v.get("seconds") for k, v in report.fetch_stats.items()},
+                # The rate each list was read at against the budget the client was given, and
+                # how many created_at windows the users were walked in by cursor.
+                "requests_per_second": {
+                    k: {"held": round(v.get("requests_per_10s", 0) / 10, 2), "budget": (v.get("target_per_10s") or 0) / 10}
+                    for k, v in report.fetch_stats.items()
+                },
+                "user_windows": report.fetch_stats.get("users", {}).get("user_windows", 0),
             }
         if emulator is not None:
             served = emulator.stats()

@@ -40,6 +40,7 @@ import psutil
 import sqlalchemy as sa
 
 from sync_pipeline.clerk.client import ClerkClient
+from sync_pipeline.clerk.rate import DEFAULT_RATE_SHARE
 from sync_pipeline.defs.resources import MirrorDatabase
 from sync_pipeline.mirror.database import create_mirror_engine, safe_url
 from sync_pipeline.model import ENTITIES, USERS, SyncScope
@@ -51,7 +52,7 @@ from benchmarks.pipeline import run_sync
 
 RESULTS_DIR = Path(__file__).parent / "results"
 ALL_CASES = ("first", "noop", "changed", "partial", "apply_users")
-CLIENT_SHARE_OF_RATE = 0.95  # the client's default for an sk_live_ key: 950 of Clerk's 1000
+CLIENT_SHARE_OF_RATE = DEFAULT_RATE_SHARE  # the client's default share of the instance's limit
 PARTIAL_USERS = 100
 
 

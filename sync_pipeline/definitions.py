@@ -23,6 +23,8 @@ def build_resources() -> dict:
             secret_key=EnvVar("CLERK_SECRET_KEY"),
             api_url=settings.clerk_api_url(),
             requests_per_10s=settings.clerk_requests_per_10s(),
+            rate_share=settings.clerk_rate_share(),
+            stall_timeout_seconds=settings.clerk_stall_timeout_seconds(),
         ),
         "mirror_db": MirrorDatabase(
             database_url=EnvVar("DATABASE_URL"),

@@ -272,6 +272,8 @@ def _read_only_plan(*, user_ids: list[str], organization_ids: list[str]) -> tupl
         secret_key=settings.clerk_secret_key(),
         api_url=settings.clerk_api_url(),
         requests_per_10s=settings.clerk_requests_per_10s(),
+        rate_share=settings.clerk_rate_share(),
+        stall_timeout_seconds=settings.clerk_stall_timeout_seconds(),
     )
     url = database_url_or_embedded()
     engine = create_mirror_engine(url)

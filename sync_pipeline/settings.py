@@ -4,7 +4,9 @@
 |---|---|---|
 | ``CLERK_SECRET_KEY`` | Clerk Backend API key (``sk_live_…``/``sk_test_…``) | required |
 | ``CLERK_API_URL`` | Backend API base URL | ``https://api.clerk.com/v1`` |
-| ``CLERK_REQUESTS_PER_10S`` | request rate to hold | a little under Clerk's limit for the key |
+| ``CLERK_RATE_SHARE`` | share (0-1] of the instance's rate limit the sync takes | ``0.5`` |
+| ``CLERK_REQUESTS_PER_10S`` | request rate to hold (wins over the share) | the share of Clerk's limit for the key |
+| ``CLERK_STALL_TIMEOUT_SECONDS`` | fail after this long with no successful request | ``600`` |
 | ``DATABASE_URL`` | SQLAlchemy URL of the mirror database | the embedded Postgres (CLI only) |
 | ``SYNC_SCHEMA`` | schema of the mirror tables | ``clerk`` |
 | ``SYNC_INCLUDE_PRIVATE_METADATA`` | mirror ``private_metadata`` | ``true`` |
@@ -65,6 +67,25 @@ def clerk_requests_per_10s() -> int | None:
     return value
 
 
+def clerk_rate_share() -> float:
+    """The share of the instance's rate limit the sync takes (the application has the rest)."""
+    raw = (os.environ.get("CLERK_RATE_SHARE") or "").strip()
+    if not raw:
+        return 0.5
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 1:  # NaN fails too
+        raise ConfigurationError(f"CLERK_RATE_SHARE={raw!r} must be a number in (0, 1], e.g. 0.5 for half the instance's limit")
+    return value
+
+
+def clerk_stall_timeout_seconds() -> float:
+    """How long a sync waits with no successful request (429s, outages) before failing."""
+    return _positive_number("CLERK_STALL_TIMEOUT_SECONDS", 600.0)
+
+
 def sync_schema() -> str:
     return validate_schema_name(os.environ.get("SYNC_SCHEMA") or "clerk")
 
@@ -85,7 +106,7 @@ def _positive_number(name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         value = 0.0
-    if value <= 0:
+    if not value > 0 or value == float("inf"):
         raise ConfigurationError(f"{name}={raw!r} must be a positive number")
     return value
 

@@ -84,9 +84,11 @@ class ClerkRequestError(ClerkError):
 
 
 class ClerkUnavailableError(ClerkError):
-    """A request still failed after every attempt (5xx, 429, timeouts, dropped connections,
-    unparseable bodies). ``last_status`` is the last HTTP status seen, or ``None`` when the
-    last attempt got no response at all; ``last_error`` says what happened in words.
+    """A request still failed after every attempt (5xx, timeouts, dropped connections,
+    unparseable bodies), or no request of the sync succeeded for the stall timeout (429s
+    included: those never use up attempts). ``last_status`` is the last HTTP status seen, or
+    ``None`` when the last attempt got no response at all; ``last_error`` says what happened
+    in words; ``stalled_seconds`` is set when the stall timeout ended the run.
     """
 
     def __init__(
@@ -96,12 +98,29 @@ class ClerkUnavailableError(ClerkError):
         attempts: int,
         last_status: int | None,
         last_error: str,
+        stalled_seconds: float | None = None,
     ) -> None:
-        super().__init__(f"Clerk did not answer {path} after {attempts} attempt(s) (last: {last_error})")
+        if stalled_seconds is not None:
+            message = (
+                f"Clerk answered no request of this sync successfully for {stalled_seconds:.0f} s "
+                f"(last: {last_error} on {path}): the instance is down or its rate limit is taken by "
+                "other clients; try again later, or raise CLERK_STALL_TIMEOUT_SECONDS"
+            )
+        else:
+            message = f"Clerk did not answer {path} after {attempts} attempt(s) (last: {last_error})"
+        super().__init__(message)
+        self.stalled_seconds = stalled_seconds
         self.path = path
         self.attempts = attempts
         self.last_status = last_status
         self.last_error = last_error
+
+
+class ClerkBadIdError(ClerkError, ValueError):
+    """An id handed to a by-id read cannot be a Clerk id; nothing was sent."""
+
+    def __init__(self, what: str, problem: str) -> None:
+        super().__init__(f"refusing to read Clerk {what}: {problem}")
 
 
 class ClerkIncompleteListError(ClerkError):

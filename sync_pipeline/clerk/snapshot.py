@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from sync_pipeline.clerk.client import IDS_PER_REQUEST, ClerkClient, FetchResult
-from sync_pipeline.clerk.errors import ClerkIncompleteListError
+from sync_pipeline.clerk.errors import ClerkIncompleteListError, ClerkUnavailableError
 from sync_pipeline.clerk.normalize import SPILL_DIR_VARIABLE, FrameBuilder
 from sync_pipeline.frame_files import dump_object, load_object
 from sync_pipeline.model import MEMBERSHIPS, ORGANIZATIONS, USERS, LiveKeys, Snapshot, SyncScope
@@ -90,6 +90,14 @@ class _Reader:
         self.builders[entity].add_frame(frame, repeats_dropped=scan.repeats_dropped, nul_replaced_ids=scan.nul_replaced_ids)
         self.report.fetch_stats[label] = scan.stats
         self.short_pages[entity] = self.short_pages.get(entity, 0) + scan.short_pages
+
+    def members_count(self) -> dict[str, int]:
+        """Organization id → members_count, from the organizations read so far."""
+        frame = self.builders[ORGANIZATIONS].frame()
+        if frame.empty:
+            return {}
+        counts = frame["members_count"].fillna(0).astype("int64")
+        return dict(zip(frame["id"].astype(str), counts.tolist()))
 
     def frames(self) -> dict[str, pd.DataFrame]:
         frames = {entity: builder.frame() for entity, builder in self.builders.items()}
@@ -200,11 +208,20 @@ def read_clerk(
                 memberships = _start_memberships_elsewhere(client, include_private_metadata, stack)
                 client = ClerkClient(**_with_rate(client, client.rate_limit_per_10s - client.rate_limit_per_10s // 2))
             reader.fetch("users", USERS, partial(client.fetch_users, total_count=users))
+            # Organizations before memberships: their members_count lets a membership scan
+            # whose deep offsets time out read the rest per organization.
             reader.fetch("organizations", ORGANIZATIONS, client.fetch_organizations)
+            members = partial(client.fetch_memberships, members_count=reader.members_count())
             if memberships is None:
-                reader.fetch("organization_memberships", MEMBERSHIPS, client.fetch_memberships)
+                reader.fetch("organization_memberships", MEMBERSHIPS, members)
             else:
-                reader.take_scan("organization_memberships", MEMBERSHIPS, memberships.get())
+                try:
+                    scanned = memberships.get()
+                except ClerkUnavailableError:
+                    # The other process had no organizations to fall back on: read here, where they are.
+                    reader.fetch("organization_memberships", MEMBERSHIPS, members)
+                else:
+                    reader.take_scan("organization_memberships", MEMBERSHIPS, scanned)
     else:
         if scope.user_ids:
             reader.fetch("users_by_id", USERS, client.fetch_users_by_id, list(scope.user_ids))

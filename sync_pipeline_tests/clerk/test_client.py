@@ -22,6 +22,7 @@ import pytest
 
 from sync_pipeline.clerk import (
     ClerkAuthError,
+    ClerkBadIdError,
     ClerkClient,
     ClerkConfigError,
     ClerkError,
@@ -169,13 +170,31 @@ class FakeClerk:
         def listing(rows: list[dict[str, Any]]) -> httpx.Response:
             return httpx.Response(200, json={"data": page(rows), "total_count": len(rows)})
 
+        def created_window(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:  # exclusive bounds
+            after, before = params.get("created_at_after"), params.get("created_at_before")
+            return [
+                u for u in rows
+                if (after is None or u["created_at"] > int(after)) and (before is None or u["created_at"] < int(before))
+            ]
+
         if path == "/users/count":
-            total = len(self.users) if self.reported_user_count is None else self.reported_user_count
+            total = len(created_window(self.users)) if self.reported_user_count is None else self.reported_user_count
             return httpx.Response(200, json={"object": "total_count", "total_count": total})
         if path == "/users":
             ids = params.get_list("user_id")
-            rows = [u for u in self.users if u["id"] in ids] if ids else self.users
+            rows = [u for u in self.users if u["id"] in ids] if ids else created_window(self.users)
+            cursor = params.get("starting_after")
+            if cursor is not None:
+                if offset:
+                    return httpx.Response(422, json=ERROR_422)
+                positions = [i for i, u in enumerate(rows) if u["id"] == cursor]
+                if not positions:
+                    return httpx.Response(422, json=ERROR_422)
+                rows = rows[positions[0] + 1 :]
             return httpx.Response(200, json=page(rows))
+        if parts[0] == "users" and len(parts) == 2:
+            user = next((u for u in self.users if u["id"] == parts[1]), None)
+            return httpx.Response(200, json=user) if user else httpx.Response(404, json={"errors": [{"code": "resource_not_found"}]})
         if path == "/organizations":
             return listing(self.orgs)
         if path == "/organization_memberships":
@@ -220,36 +239,35 @@ def test_sends_bearer_key_pinned_version_user_agent_and_stable_order():
     assert orgs_page.url.params["include_members_count"] == "true"
 
 
-def test_fetch_users_reads_every_page_concurrently_and_returns_rows_in_order():
+def test_fetch_users_walks_created_at_windows_by_cursor_concurrently_and_in_order():
     fake = FakeClerk(users=95)
     fake.latency = 0.02
     result = fake.client().fetch_users()
-    assert ids_of(result.rows) == [f"user_{i:05d}" for i in range(95)]
+    assert ids_of(result.rows) == [f"user_{i:05d}" for i in range(95)]  # each once, oldest first
     assert result.rows == fake.users  # unknown fields and enum values untouched
     assert fake.max_in_flight > 1
     stats = result.stats
-    # one count, pages at 0..90; the page at 90 is short, so nothing past it is read
-    assert stats.endpoints["GET /users/count"].requests == 1
-    assert stats.endpoints["GET /users"].requests == 10
-    assert (stats.requests, stats.pages, stats.rows, stats.retries) == (11, 10, 95, 0)
-    assert stats.total_count == 95 and stats.seconds > 0
+    assert stats.user_windows >= 2 and stats.total_count == 95
+    pages = fake.requests_to("/v1/users")
+    assert all("offset" not in r.url.params and r.url.params["order_by"] == "+created_at" for r in pages)
+    assert any("starting_after" in r.url.params for r in pages)
+    assert stats.rows == 95 and stats.retries == 0 and stats.seconds > 0
+    assert "created_at window" in stats.summary()
 
 
-def test_reads_past_the_announced_total_until_a_short_page():
-    fake = FakeClerk(users=47)
-    fake.reported_user_count = 25  # users were added after the count
+def test_users_created_after_the_scan_began_are_left_to_the_next_sync():
+    fake = FakeClerk(users=12)
+    fake.users.append({**_user(12), "created_at": int(time.time() * 1000) + 86_400_000})
     result = fake.client().fetch_users()
-    assert ids_of(result.rows) == [f"user_{i:05d}" for i in range(47)]
-    offsets = sorted(int(r.url.params["offset"]) for r in fake.requests_to("/v1/users"))
-    assert offsets == [0, 10, 20, 30, 40]
+    assert ids_of(result.rows) == [f"user_{i:05d}" for i in range(12)]
 
 
-def test_full_page_at_the_end_reads_one_more_page():
+def test_a_window_is_walked_by_cursor_until_a_short_page():
     fake = FakeClerk(users=20)
     result = fake.client().fetch_users()
     assert len(result.rows) == 20
-    assert sorted(int(r.url.params["offset"]) for r in fake.requests_to("/v1/users")) == [0, 10, 20]
-
+    cursors = [r.url.params.get("starting_after") for r in fake.requests_to("/v1/users")]
+    assert cursors == [None, "user_00009", "user_00019"]
 
 def test_empty_instance():
     fake = FakeClerk()
@@ -293,9 +311,9 @@ def test_rows_repeated_across_pages_are_all_passed_through():
 
 
 def test_a_short_page_inside_the_announced_range_is_counted():
-    fake = FakeClerk(users=30)
-    fake.script[("/v1/users", "10")] = [httpx.Response(200, json=fake.users[10:13])]
-    result = fake.client().fetch_users()
+    fake = FakeClerk(orgs=30)
+    fake.script[("/v1/organizations", "10")] = [httpx.Response(200, json={"data": fake.orgs[10:13], "total_count": 30})]
+    result = fake.client().fetch_organizations()
     assert len(result.rows) == 23
     assert result.stats.early_short_pages == 1
     assert result.stats.to_metadata()["clerk_early_short_pages"] == 1
@@ -329,7 +347,7 @@ def test_rate_limit_holds_in_every_window():
     started = time.monotonic()
     assert len(client.fetch_users().rows) == 12
     times = sorted(t for t, _ in fake.requests)
-    assert len(times) == 14  # count, 12 pages, one empty page past the end
+    assert len(times) >= 14  # the count, the window planning, 12 pages and the empty ones ending each window
     for i, t in enumerate(times):
         in_window = sum(1 for u in times[i:] if u < t + 0.25)
         assert in_window <= 5, (i, in_window)
@@ -346,10 +364,12 @@ def test_concurrency_never_exceeds_max_concurrency():
 
 
 def test_default_rate_follows_the_key_kind():
-    assert ClerkClient(secret_key="sk_test_x").rate_limit_per_10s == 95
-    assert ClerkClient(secret_key="sk_live_x").rate_limit_per_10s == 950
-    assert ClerkClient(secret_key="something_else").rate_limit_per_10s == 95
-    assert ClerkClient(secret_key="sk_live_x", requests_per_10s=300).rate_limit_per_10s == 300
+    # Half of Clerk's limit by default: the application shares the instance's budget.
+    assert ClerkClient(secret_key="sk_test_x").rate_limit_per_10s == 50
+    assert ClerkClient(secret_key="sk_live_x").rate_limit_per_10s == 500
+    assert ClerkClient(secret_key="something_else").rate_limit_per_10s == 50
+    assert ClerkClient(secret_key="sk_live_x", rate_share=0.2).rate_limit_per_10s == 200
+    assert ClerkClient(secret_key="sk_live_x", rate_share=0.2, requests_per_10s=300).rate_limit_per_10s == 300
 
 
 # --------------------------------------------------------------------------------------
@@ -358,12 +378,12 @@ def test_default_rate_follows_the_key_kind():
 
 
 def test_429_waits_exactly_retry_after_and_pauses_the_other_requests():
-    fake = FakeClerk(users=60)
-    fake.script[("/v1/users", "20")] = [httpx.Response(429, headers={"Retry-After": "1"})]
-    result = fake.client(max_concurrency=4).fetch_users()
+    fake = FakeClerk(orgs=60)
+    fake.script[("/v1/organizations", "20")] = [httpx.Response(429, headers={"Retry-After": "1"})]
+    result = fake.client(max_concurrency=4).fetch_organizations()
     assert len(result.rows) == 60
     assert result.stats.responses_429 == 1 and result.stats.retries == 1
-    page_20 = [t for t, r in fake.requests if r.url.path == "/v1/users" and r.url.params["offset"] == "20"]
+    page_20 = [t for t, r in fake.requests if r.url.path == "/v1/organizations" and r.url.params["offset"] == "20"]
     assert len(page_20) == 2 and page_20[1] - page_20[0] >= 0.95
     # Nothing new was sent during the pause (requests already on their way may land just after).
     throttled_at = page_20[0]
@@ -391,8 +411,8 @@ def test_parse_retry_after():
 
 
 def test_transient_failures_are_survived():
-    fake = FakeClerk(users=25)
-    fake.script[("/v1/users", "10")] = [
+    fake = FakeClerk(orgs=25)
+    fake.script[("/v1/organizations", "10")] = [
         httpx.Response(500),
         httpx.RemoteProtocolError("Server disconnected without sending a response."),
         httpx.ReadError("connection reset by peer"),
@@ -401,24 +421,22 @@ def test_transient_failures_are_survived():
         httpx.Response(200, json={"unexpected": "shape"}),
         httpx.Response(503),
     ]
-    fake.script[("/v1/users/count", None)] = [httpx.ConnectError("refused")]
-    result = fake.client(max_attempts=8).fetch_users()
-    assert ids_of(result.rows) == ids_of(fake.users)
-    assert result.stats.endpoints["GET /users"].retries == 7
-    assert result.stats.endpoints["GET /users/count"].retries == 1
-    assert result.stats.retries == 8
+    result = fake.client(max_attempts=8).fetch_organizations()
+    assert ids_of(result.rows) == ids_of(fake.orgs)
+    assert result.stats.endpoints["GET /organizations"].retries == 7
+    assert result.stats.retries == 7
 
 
 def test_a_page_that_keeps_failing_raises_unavailable_naming_path_and_status():
-    fake = FakeClerk(users=25)
-    fake.script[("/v1/users", "10")] = [httpx.Response(503)] * 10
+    fake = FakeClerk(orgs=25)
+    fake.script[("/v1/organizations", "10")] = [httpx.Response(503)] * 10
     with pytest.raises(ClerkUnavailableError) as caught:
-        fake.client(max_attempts=3).fetch_users()
+        fake.client(max_attempts=3).fetch_organizations()
     error = caught.value
     assert error.last_status == 503 and error.attempts == 3
-    assert error.path == "GET /users offset=10" and "GET /users offset=10" in str(error)
+    assert error.path == "GET /organizations offset=10" and "GET /organizations offset=10" in str(error)
     assert "HTTP 503" in str(error) and "\n" not in str(error)
-    assert len(fake.requests_to("/v1/users", "10")) == 3
+    assert len(fake.requests_to("/v1/organizations", "10")) == 3
     assert isinstance(error, ClerkError)
 
 
@@ -450,23 +468,23 @@ def test_wrong_key_is_rejected_by_the_fake_and_not_echoed():
 
 
 def test_422_raises_request_error_with_clerks_long_message():
-    fake = FakeClerk(users=5)
-    fake.script[("/v1/users", "0")] = [httpx.Response(422, json=ERROR_422)]
+    fake = FakeClerk(orgs=5)
+    fake.script[("/v1/organizations", "0")] = [httpx.Response(422, json=ERROR_422)]
     with pytest.raises(ClerkRequestError) as caught:
-        fake.client().fetch_users()
+        fake.client().fetch_organizations()
     error = caught.value
     assert error.status == 422 and error.code == "form_param_value_invalid"
     assert "limit must be between 1 and 500" in str(error)
     assert "3f1c0b7e9a4d" in str(error)
-    assert len(fake.requests_to("/v1/users")) == 1
+    assert len(fake.requests_to("/v1/organizations")) == 1
 
 
 def test_clerk_text_is_scrubbed_of_the_key():
-    fake = FakeClerk(users=5)
+    fake = FakeClerk(orgs=5)
     body = {"errors": [{"long_message": f"bad key {KEY} here", "code": "x"}]}
-    fake.script[("/v1/users", "0")] = [httpx.Response(400, json=body)]
+    fake.script[("/v1/organizations", "0")] = [httpx.Response(400, json=body)]
     with pytest.raises(ClerkRequestError) as caught:
-        fake.client().fetch_users()
+        fake.client().fetch_organizations()
     assert KEY not in str(caught.value) and "[secret key]" in str(caught.value)
 
 
@@ -526,7 +544,8 @@ def test_memberships_of_users_page_per_user_and_404_means_none():
     fake.add_memberships(1, [3])
     result = fake.client(page_size=5).fetch_memberships_of_users(["user_00000", "user_00001", "user_gone"])
     assert ids_of(result.rows) == ids_of(fake.memberships)
-    assert result.stats.not_found == 1
+    assert result.stats.gone_parents == ["user_gone"]  # the list's 404, confirmed by GET /users/user_gone
+    assert result.stats.not_found == 2
     assert len(fake.requests_to("/v1/users/user_00000/organization_memberships")) == 3
 
 
@@ -537,14 +556,19 @@ def test_memberships_of_organizations_page_per_org_and_404_means_none():
     fake.add_memberships(0, [1])
     result = fake.client(page_size=5).fetch_memberships_of_organizations(["org_00000", "org_00001", "org_gone"])
     assert ids_of(result.rows) == ids_of(fake.memberships)
-    assert result.stats.not_found == 1
+    assert result.stats.gone_parents == ["org_gone"]
+    assert result.stats.not_found == 2
     assert result.stats.endpoints["GET /organizations/{id}/memberships"].pages == 4
+    assert all(r.url.params["order_by"] == "+created_at" for r in fake.requests_to("/v1/organizations/org_00000/memberships"))
 
 
-def test_ids_are_quoted_into_paths():
+@pytest.mark.parametrize("bad", ["org_a/../users", "..", "org a", "org_a?x=1", "x" * 200])
+def test_ids_that_cannot_be_clerks_are_refused_before_any_request(bad: str):
     fake = FakeClerk()
-    fake.client().fetch_organizations_by_id(["org_a/../users"])
-    assert fake.requests[0][1].url.raw_path.startswith(b"/v1/organizations/org_a%2F..%2Fusers")
+    for method in ("fetch_organizations_by_id", "fetch_memberships_of_organizations", "fetch_memberships_of_users", "fetch_users_by_id"):
+        with pytest.raises(ClerkBadIdError, match="not a Clerk id"):
+            getattr(fake.client(), method)(["org_ok", bad])
+    assert fake.requests == []
 
 
 # --------------------------------------------------------------------------------------
@@ -641,7 +665,122 @@ def test_resource_is_wired_from_env_var_in_dagster(monkeypatch: pytest.MonkeyPat
     @dg.asset
     def probe(clerk: ClerkClient) -> None:
         assert clerk.secret_key == "sk_live_fromenv"
-        assert clerk.rate_limit_per_10s == 950
+        assert clerk.rate_limit_per_10s == 500
 
     result = dg.materialize([probe], resources={"clerk": ClerkClient(secret_key=dg.EnvVar("CLERK_SECRET_KEY"))})
     assert result.success
+
+
+# --------------------------------------------------------------------------------------
+# The fair share: 429s, stalls, the adaptive rate, progress
+# --------------------------------------------------------------------------------------
+
+
+def test_429s_never_use_up_attempts_while_the_instance_answers():
+    fake = FakeClerk(orgs=25)
+    fake.script[("/v1/organizations", "10")] = [httpx.Response(429, headers={"Retry-After": "0"})] * 10
+    result = fake.client(max_attempts=2).fetch_organizations()
+    assert len(result.rows) == 25
+    assert result.stats.responses_429 == 10 and result.stats.retries == 10
+
+
+def test_a_sync_that_meets_only_429s_fails_after_the_stall_timeout_with_one_line():
+    fake = FakeClerk(orgs=5)
+    fake.script[("/v1/organizations", "0")] = [httpx.Response(429, headers={"Retry-After": "0.05"})] * 1000
+    started = time.monotonic()
+    with pytest.raises(ClerkUnavailableError) as caught:
+        fake.client(stall_timeout_seconds=0.5).fetch_organizations()
+    assert 0.5 <= time.monotonic() - started < 5
+    message = str(caught.value)
+    assert "answered no request of this sync successfully" in message and "CLERK_STALL_TIMEOUT_SECONDS" in message
+    assert "\n" not in message and KEY not in message and caught.value.stalled_seconds >= 0.5
+
+
+def test_a_429_halves_the_rate_once_per_pause_and_good_windows_climb_back():
+    from sync_pipeline.clerk.rate import RateControl
+
+    async def scenario() -> list[float]:
+        control = RateControl(40, window_seconds=0.05, max_burst=4, stall_timeout=60, stats=FetchStats())
+        seen = [control.current]
+        control.rate_limited(0.01)
+        control.rate_limited(0.01)  # the same pause: no second cut
+        seen.append(control.current)
+        for _ in range(6):
+            await asyncio.sleep(0.06)
+            control.succeeded()
+        seen.append(control.current)
+        return seen
+
+    start, cut, later = asyncio.run(scenario())
+    assert (start, cut) == (40, 20)
+    assert 20 < later <= 40  # additive: a twentieth of the target per window, never past it
+
+
+def test_progress_is_reported_per_list_and_page():
+    from sync_pipeline import progress
+
+    events: list[tuple] = []
+
+    class Recorder:
+        def list_started(self, name, expected_rows):  # noqa: ANN001
+            events.append(("started", name, expected_rows))
+
+        def page_read(self, name, rows):  # noqa: ANN001
+            events.append(("page", name, rows))
+
+        def rate(self, requests_per_10s, responses_429, waiting_seconds):  # noqa: ANN001
+            events.append(("rate",))
+
+        def list_finished(self, name):  # noqa: ANN001
+            events.append(("finished", name))
+
+    fake = FakeClerk(users=25, orgs=12)
+    with progress.reporting(Recorder()):
+        fake.client().fetch_users()
+        fake.client().fetch_organizations()
+    assert events[0] == ("started", "users", 25) and ("finished", "users") in events
+    assert sum(e[2] for e in events if e[:2] == ("page", "users")) == 25
+    assert ("started", "organizations", 12) in events and events[-1] == ("finished", "organizations")
+
+
+def test_a_refused_cursor_resumes_from_the_last_created_at_without_repeating():
+    fake = FakeClerk(users=25)
+    removed = False
+
+    def delete_the_cursor_user(request: httpx.Request) -> None:
+        nonlocal removed
+        if not removed and request.url.path == "/v1/users" and "starting_after" not in request.url.params:
+            removed = True
+            fake.users = [u for u in fake.users if u["id"] != "user_00009"]
+
+    fake.after_response = delete_the_cursor_user
+    rows = fake.client().fetch_users().rows
+    assert ids_of(rows) == [f"user_{i:05d}" for i in range(25)]  # user_00009 came on the first page, once
+    assert any(r.url.params.get("created_at_after") for r in fake.requests_to("/v1/users"))
+
+
+@pytest.mark.parametrize(
+    ("status", "error"), [(403, ClerkAuthError), (422, ClerkRequestError), (404, ClerkRequestError)]
+)
+def test_a_membership_list_refused_for_a_parent_that_exists_stays_an_error(status: int, error: type):
+    fake = FakeClerk(users=2, orgs=1)
+    fake.script[("/v1/users/user_00000/organization_memberships", "0")] = [httpx.Response(status, json=ERROR_422)]
+    with pytest.raises(error):
+        fake.client().fetch_memberships_of_users(["user_00000"])
+    assert len(fake.requests_to("/v1/users/user_00000")) == 1  # the parent was asked
+
+
+def test_an_empty_membership_list_of_a_parent_that_exists_is_just_empty():
+    fake = FakeClerk(users=2, orgs=1)
+    result = fake.client().fetch_memberships_of_users(["user_00001"])
+    assert result.rows == [] and result.stats.gone_parents == []
+
+
+def test_the_rate_held_and_the_target_are_in_the_summary_and_metadata():
+    fake = FakeClerk(orgs=25)
+    fake.script[("/v1/organizations", "10")] = [httpx.Response(429, headers={"Retry-After": "0.2"})]
+    stats = fake.client(requests_per_10s=1_000).fetch_organizations().stats
+    assert stats.target_per_10s == 1_000 and stats.waiting_seconds >= 0.19
+    metadata = stats.to_metadata()
+    assert metadata["clerk_target_per_10s"] == 1_000 and metadata["clerk_requests_per_10s"] > 0
+    assert "requests per 10 s held (target 1000)" in stats.summary() and "paused after 429s" in stats.summary()
