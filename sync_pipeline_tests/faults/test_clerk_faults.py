@@ -159,7 +159,8 @@ def test_truncated_and_non_json_bodies_are_retried(clerk: SyncHarness, fault_rep
 
 
 def test_rows_changing_ahead_of_the_reader_are_all_seen(clerk: SyncHarness, fault_report: FaultReport) -> None:
-    """Clerk changes while the users are paged: a creation, an update and a deletion on pages not read yet."""
+    """Clerk changes while the users are paged: an update and a deletion on pages not read yet are
+    seen by this run; a user created after the scan began belongs to the next run (or its webhook)."""
     store = clerk.emulator.store
     users = [u["id"] for u in store.iter_users()]  # in paging order (+created_at)
     changed: dict[str, str] = {}
@@ -178,6 +179,8 @@ def test_rows_changing_ahead_of_the_reader_are_all_seen(clerk: SyncHarness, faul
     assert store_fault.fired == 1
     assert clerk.row(USERS, users[180])["first_name"] == "Updated while paging"
     assert clerk.row(USERS, users[120])["deleted_at"] is not None
+    assert changed["created"] not in clerk.live_ids(USERS)  # created after the scan's upper bound
+    assert run(clerk, fault_report).success
     assert clerk.row(USERS, changed["created"])["deleted_at"] is None
     assert_mirror_equals_clerk(clerk, fault_report)
 
@@ -190,20 +193,34 @@ def test_rows_changing_ahead_of_the_reader_are_all_seen(clerk: SyncHarness, faul
 
 
 def test_a_page_with_fewer_rows_than_total_count_promised_deletes_nobody(clerk: SyncHarness, fault_report: FaultReport) -> None:
-    # The second page of users comes back one row short; /users/count still says 200-odd.
-    clerk.emulator.faults.add(FaultKind.SHORT_PAGE, path_prefix="/v1/users", skip=2, missing_rows=1)
+    # The organizations' one page comes back a row short while total_count still counts it.
+    clerk.emulator.faults.add(FaultKind.SHORT_PAGE, path_prefix="/v1/organizations", missing_rows=1)
 
     result = run(clerk, fault_report)
 
     assert result.success, failure(result)
     metadata = snapshot_metadata(result)
-    assert metadata["fetch_stats"]["users"]["early_short_pages"] == 1
-    assert (metadata["absent_from_scan.users"], metadata["refound_by_id.users"]) == (1, 1)
+    assert metadata["fetch_stats"]["organizations"]["early_short_pages"] == 1
+    assert (metadata["absent_from_scan.organizations"], metadata["refound_by_id.organizations"]) == (1, 1)
+    assert_mirror_equals_clerk(clerk, fault_report)
+
+
+def test_a_short_users_page_loses_no_row_the_cursor_reads_on(clerk: SyncHarness, fault_report: FaultReport) -> None:
+    # A users page that comes back short mid-list ends no window: the walk asks for one more
+    # page after the last row received, the withheld rows arrive there and nothing is absent.
+    short = clerk.emulator.faults.add(FaultKind.SHORT_PAGE, path_prefix="/v1/users", skip=1, missing_rows=1)
+
+    result = run(clerk, fault_report)
+
+    assert result.success, failure(result)
+    assert short.fired >= 1
+    assert snapshot_metadata(result)["absent_from_scan.users"] == 0
     assert_mirror_equals_clerk(clerk, fault_report)
 
 
 def test_a_deletion_behind_the_reader_loses_no_row(clerk: SyncHarness, fault_report: FaultReport) -> None:
-    """A user on a page already read is deleted: every later row moves up one offset, and one is skipped."""
+    """A user on a page already read is deleted. Under offset paging every later row moved up and
+    one was skipped; a cursor walk skips nothing."""
     store = clerk.emulator.store
     users = [u["id"] for u in store.iter_users()]
     clerk.emulator.faults.add(FaultKind.CALLBACK, path_prefix="/v1/users", skip=3, action=lambda: store.delete_user(users[10]))
@@ -212,8 +229,7 @@ def test_a_deletion_behind_the_reader_loses_no_row(clerk: SyncHarness, fault_rep
 
     assert result.success, failure(result)
     metadata = snapshot_metadata(result)
-    # The one shifted past the reader was absent, and found by id.
-    assert (metadata["absent_from_scan.users"], metadata["refound_by_id.users"]) == (1, 1)
+    assert metadata["absent_from_scan.users"] == 0
     # The deleted one had been read before it went: this run mirrors it as read, the next one follows.
     assert clerk.row(USERS, users[10])["deleted_at"] is None
     assert run(clerk, fault_report).success
@@ -222,7 +238,8 @@ def test_a_deletion_behind_the_reader_loses_no_row(clerk: SyncHarness, fault_rep
 
 
 def test_a_deletion_behind_the_reader_balanced_by_a_creation_loses_no_row(clerk: SyncHarness, fault_report: FaultReport) -> None:
-    """Every page comes back full, so no page shows the skip: only the read by id does."""
+    """Under offset paging every page came back full, hiding the skip; a cursor walk skips nothing,
+    and the user created after the scan began waits for the next run."""
     store = clerk.emulator.store
     users = [u["id"] for u in store.iter_users()]
     created: list[str] = []
@@ -237,11 +254,11 @@ def test_a_deletion_behind_the_reader_balanced_by_a_creation_loses_no_row(clerk:
 
     assert result.success, failure(result)
     metadata = snapshot_metadata(result)
-    assert metadata["fetch_stats"]["users"]["early_short_pages"] == 0
-    assert (metadata["absent_from_scan.users"], metadata["refound_by_id.users"]) == (1, 1)
-    assert clerk.row(USERS, created[0])["deleted_at"] is None  # read past the announced end
+    assert metadata["absent_from_scan.users"] == 0
+    assert created[0] not in clerk.live_ids(USERS)  # created after the scan's upper bound
     assert run(clerk, fault_report).success
     assert clerk.row(USERS, users[10])["deleted_at"] is not None
+    assert clerk.row(USERS, created[0])["deleted_at"] is None
     assert_mirror_equals_clerk(clerk, fault_report)
 
 
@@ -264,13 +281,13 @@ def test_too_many_absences_after_a_short_scan_fail_the_run_and_delete_nothing(
     before = clerk.row_versions()
     runs_before = len(clerk.sync_runs())
     monkeypatch.setattr(clerk_snapshot_module, "MAX_CONFIRM_REQUESTS", 0)  # nothing may be read by id
-    clerk.emulator.faults.add(FaultKind.SHORT_PAGE, path_prefix="/v1/users", skip=2, missing_rows=1)
+    clerk.emulator.faults.add(FaultKind.SHORT_PAGE, path_prefix="/v1/organizations", missing_rows=1)
 
     result = run(clerk, fault_report)
 
     assert not result.success
     text = failure(result)
-    assert "ClerkIncompleteListError" in text and "users" in text, text
+    assert "ClerkIncompleteListError" in text and "organizations" in text, text
     assert_nothing_written(clerk, fault_report, before)
     assert clerk.row(USERS, changes["deleted"])["deleted_at"] is None
     assert len(clerk.sync_runs()) == runs_before  # failed reading Clerk, before sync_plan
@@ -296,7 +313,8 @@ def test_too_many_absences_after_a_clean_scan_are_believed_and_reported(
 
 PERSISTENT = {
     "5xx": (dict(kind=FaultKind.SERVER_ERROR, status=503), {}),
-    "429 forever": (dict(kind=FaultKind.RATE_LIMITED, retry_after_s=1), {"max_attempts": 3}),
+    # 429s never use up attempts: the run fails once no request has succeeded for the stall timeout.
+    "429 forever": (dict(kind=FaultKind.RATE_LIMITED, retry_after_s=1), {"stall_timeout_seconds": 3}),
     "timeouts": (dict(kind=FaultKind.SLOW, delay_s=2), {"timeout_seconds": 0.3, "max_attempts": 2}),
     "connection reset": (dict(kind=FaultKind.DROPPED_CONNECTION), {"max_attempts": 3}),
     "truncated body": (dict(kind=FaultKind.TRUNCATED_BODY), {"max_attempts": 3}),
