@@ -73,15 +73,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     _app_tables_parser(commands)
 
-    emulator = commands.add_parser("emulator", help="serve a Clerk Backend API emulator over generated data")
-    emulator.add_argument("--host", default="127.0.0.1")
-    emulator.add_argument("--port", type=int, default=8787)
-    emulator.add_argument("--users", type=int, default=DEFAULT_DEMO_USERS)
-    emulator.add_argument("--orgs", type=int, default=DEFAULT_DEMO_ORGS)
-    emulator.add_argument("--seed", type=int, default=42)
-    emulator.add_argument("--secret-key", default=DEMO_SECRET_KEY)
-    emulator.add_argument("--latency-ms", type=float, default=0.0)
-    emulator.add_argument("--requests-per-10s", type=int, default=None, help="rate limit (default: Clerk's for the key kind)")
+    from sync_pipeline.emulator.server import DEFAULT_PORT as EMULATOR_DEFAULT_PORT
+
+    emulator = commands.add_parser(
+        "emulator",
+        help="serve a Clerk Backend API emulator over generated data",
+        description="Serve a Clerk Backend API emulator over generated data, as Clerk's reference describes it "
+        "(deep offsets time out, the rate limit is shared with a simulated application). Point the CLI at it "
+        "with CLERK_API_URL=http://HOST:PORT/v1 and CLERK_SECRET_KEY=<--secret-key>.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    emulator.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    emulator.add_argument("--port", type=int, default=EMULATOR_DEFAULT_PORT, help="port to listen on")
+    emulator.add_argument("--users", type=int, default=DEFAULT_DEMO_USERS, help="generated users")
+    emulator.add_argument("--orgs", type=int, default=DEFAULT_DEMO_ORGS, help="generated organizations")
+    emulator.add_argument("--seed", type=int, default=42, help="the same seed serves the same data")
+    emulator.add_argument("--secret-key", default=DEMO_SECRET_KEY, help="the key it answers (sk_test_: 100 per 10 s, sk_live_: 1000)")
+    emulator.add_argument("--latency-ms", type=float, default=0.0, help="added to every answer")
+    emulator.add_argument("--requests-per-10s", type=int, default=None, help="rate limit per 10 s; 0 for none; unset: Clerk's for the key's kind")
+    emulator.add_argument("--users-in-one-millisecond", type=int, default=0, help="generated users sharing one created_at, as a bulk import makes")
+    emulator.add_argument("--users-offset-timeout", type=int, default=10_000, help="GET /users answers 504 past this offset; 0 for never")
+    emulator.add_argument("--application-share", type=float, default=0.2, help="share of the rate limit a simulated application uses")
+    emulator.add_argument(
+        "--gone-parent-answer", choices=["404", "403", "422", "empty"], default="404",
+        help="what a deleted user's or organization's membership list answers (Clerk does not document it)",
+    )
     emulator.add_argument("--webhook-url", default=None, help="deliver the emulator's changes as signed webhooks here")
     emulator.add_argument("--webhook-secret", default=None, help="the whsec_ secret to sign them with")
     return parser
@@ -299,19 +315,29 @@ def _command_webhooks(args: argparse.Namespace) -> int:
 
 
 def _command_emulator(args: argparse.Namespace) -> int:
-    from sync_pipeline.emulator import run_emulator
+    from sync_pipeline.emulator import EmulatorSettings, run_emulator
 
+    try:
+        settings = EmulatorSettings(
+            secret_key=args.secret_key,
+            latency_ms=args.latency_ms,
+            requests_per_10s=args.requests_per_10s,
+            users_offset_timeout=args.users_offset_timeout or None,
+            application_share=args.application_share,
+            gone_parent_answer=args.gone_parent_answer,
+        )
+    except ValueError as error:
+        raise ConfigurationError(f"emulator: {error}") from None
     run_emulator(
         host=args.host,
         port=args.port,
         users=args.users,
         orgs=args.orgs,
         seed=args.seed,
-        secret_key=args.secret_key,
-        latency_ms=args.latency_ms,
-        requests_per_10s=args.requests_per_10s,
+        users_in_one_millisecond=args.users_in_one_millisecond,
         webhook_url=args.webhook_url,
         webhook_secret=args.webhook_secret,
+        settings=settings,
     )
     return 0
 

@@ -42,8 +42,13 @@ def run_emulator(
     webhook_url: str | None = None,
     webhook_secret: str | None = None,
     webhook_options: Mapping[str, Any] | None = None,
+    settings: EmulatorSettings | None = None,
 ) -> None:
     """Serve a Clerk Backend API emulator until interrupted (Ctrl-C). Blocks.
+
+    ``settings``, when given, replaces ``secret_key``, ``latency_ms`` and
+    ``requests_per_10s`` with a whole :class:`EmulatorSettings` (deep-offset timeouts, the
+    gone-parent answer, the simulated application's share, …).
 
     The API is at ``http://{host}:{port}/v1`` and answers ``Authorization: Bearer
     {secret_key}``. Data: ``users`` users and ``orgs`` organizations (about one
@@ -68,7 +73,8 @@ def run_emulator(
         users, orgs, seed,
         cascade_membership_events=cascade_membership_events, users_in_one_millisecond=users_in_one_millisecond,
     )
-    settings = EmulatorSettings(secret_key=secret_key, latency_ms=latency_ms, requests_per_10s=requests_per_10s)
+    settings = settings or EmulatorSettings(secret_key=secret_key, latency_ms=latency_ms, requests_per_10s=requests_per_10s)
+    secret_key = settings.secret_key
     app = ClerkEmulatorApp(store, settings)
     dispatcher = None
     if webhook_url is not None and webhook_secret is not None:
