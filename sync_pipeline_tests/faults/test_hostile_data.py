@@ -7,6 +7,7 @@ partial write, and a second sync of the same data writes nothing.
 
 from __future__ import annotations
 
+from sync_pipeline.clerk.ids import is_clerk_id
 from sync_pipeline.model import MEMBERSHIPS, ORGANIZATIONS, USERS
 from sync_pipeline_tests.faults.report import FaultReport
 from sync_pipeline_tests.faults.support import (
@@ -171,10 +172,18 @@ def test_hostile_data_is_stored_intact_reported_and_never_rewritten(harness: Syn
     assert again.success and written_rows(again) == 0
     assert harness.row_versions() == versions
 
-    # A partial sync of the odd ids (as webhooks would ask for) finds them in step too.
-    scoped = run(harness, fault_report, user_ids=ODD_IDS + [planted["unicode user"], planted["nulls user"]])
+    # A partial sync of the odd ids that could be Clerk's (as webhooks would ask for) finds them
+    # in step too; one that could never be (a path segment, a space, 205 characters) is refused
+    # before any request, naming the id, and writes nothing (the full scan keeps them mirrored).
+    askable = [odd for odd in ODD_IDS if is_clerk_id(odd)]
+    assert askable and len(askable) < len(ODD_IDS)
+    scoped = run(harness, fault_report, user_ids=askable + [planted["unicode user"], planted["nulls user"]])
     assert scoped.success, failure(scoped)
     assert written_rows(scoped) == 0 and harness.row_versions() == versions
+    for odd in (odd for odd in ODD_IDS if not is_clerk_id(odd)):
+        refused = run(harness, fault_report, user_ids=[odd, planted["unicode user"]])
+        assert not refused.success and "is not a Clerk id" in failure(refused), odd
+        assert harness.row_versions() == versions
 
 
 # Found here: Postgres text and jsonb refuse U+0000, which JSON (and so Clerk) allows, so one NUL
