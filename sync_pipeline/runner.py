@@ -245,7 +245,15 @@ def process_pending_webhooks(*, verbose: bool = False) -> list[SyncOutcome]:
         while True:
             events = inbox.pending_events(engine, schema, limit=settings.webhook_batch_size() + len(state.held))
             # An event that failed alone is not retried by this process (pause=inf): it ends when only those are left.
-            decision = next_batch(events, state, batch_size=settings.webhook_batch_size(), now=time.time(), pause=lambda _: math.inf)
+            # A person is waiting: a failed batch is split at once, not paced as the sensor paces it.
+            decision = next_batch(
+                events,
+                state,
+                batch_size=settings.webhook_batch_size(),
+                now=time.time(),
+                pause=lambda _: math.inf,
+                split_pause=lambda _: 0.0,
+            )
             if not decision.events:
                 return outcomes
             state = decision.state

@@ -7,6 +7,11 @@ on until an event that fails alone is found: that one is *held* (retried alone, 
 while the other events go on) instead of blocking the queue. A batch that succeeds
 lets the next one be full size again.
 
+Splitting is immediate after one failed run (a poison event is found in minutes), but
+when runs fail one after another, as every run does while Clerk or the database is down,
+each further launch waits (:func:`split_pause_seconds`): an hour's outage costs a dozen
+failed runs and alerts, not one per event.
+
 The state is plain data, so the sensor keeps it in its cursor and ``webhooks process``
 in a loop variable; :func:`next_batch` is pure.
 """
@@ -28,6 +33,22 @@ def retry_pause_seconds(failed_attempts: int) -> float:
     """60 s after the first failure, doubling up to an hour: a batch that keeps failing
     (a guard refusal, Clerk down) is retried without hammering anything."""
     return min(FIRST_RETRY_PAUSE_SECONDS * 2 ** (max(failed_attempts, 1) - 1), MAX_RETRY_PAUSE_SECONDS)
+
+
+FIRST_SPLIT_PAUSE_SECONDS = 60.0
+MAX_SPLIT_PAUSE_SECONDS = 300.0
+
+
+def split_pause_seconds(failed_in_row: int) -> float:
+    """How long to wait after the ``failed_in_row``-th run in a row failed before the next launch.
+
+    None after the first (one failure says nothing about the rest of the queue); then 60 s,
+    doubling, at most 5 minutes: a poison event deep in a batch is still isolated within
+    about 20 minutes, and a systemic failure launches about 12 runs an hour.
+    """
+    if failed_in_row <= 1:
+        return 0.0
+    return min(FIRST_SPLIT_PAUSE_SECONDS * 2 ** (failed_in_row - 2), MAX_SPLIT_PAUSE_SECONDS)
 
 
 def batch_digest(svix_ids: Sequence[str]) -> str:
@@ -52,6 +73,8 @@ class BatchState:
     """The svix ids of the last batch launched."""
     suspects: tuple[str, ...] = ()
     """While splitting: the failed batch's events not yet answered (one of them fails)."""
+    failed_in_row: int = 0
+    """How many runs in a row failed before the one launched last (0 after a success)."""
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -71,6 +94,8 @@ class Decision:
     """What to launch now; empty when nothing is to be launched."""
     state: BatchState
     reason: str
+    wait_until: float | None = None
+    """When nothing is launched because runs keep failing: when the next launch may be."""
 
 
 def next_batch(
@@ -80,6 +105,7 @@ def next_batch(
     batch_size: int,
     now: float,
     pause: Callable[[int], float] = retry_pause_seconds,
+    split_pause: Callable[[int], float] = split_pause_seconds,
 ) -> Decision:
     """The next batch to launch, given the oldest pending events, when no run is in flight.
 
@@ -95,13 +121,23 @@ def next_batch(
     held_failures = {i: n for i, n in state.held_failures.items() if i in by_id}
     suspects = [i for i in state.suspects if i in by_id and i not in held]
     size = len(state.last)
+    last_failed = bool(state.last) and all(i in by_id for i in state.last)
+    failed_in_row = state.failed_in_row + 1 if last_failed else 0
+    if last_failed and now < state.launched_at + split_pause(failed_in_row):
+        # The state is kept as it is: the next tick judges the same failure and waits the same.
+        wait_until = state.launched_at + split_pause(failed_in_row)
+        return Decision(
+            [], state, f"{failed_in_row} runs in a row failed; the next launch in {wait_until - now:.0f}s", wait_until
+        )
 
     def launch(batch: list[str], attempt: int, reason: str, suspects: list[str]) -> Decision:
-        after = BatchState(batch_digest(batch), len(batch), attempt, now, held, held_failures, tuple(batch), tuple(suspects))
+        after = BatchState(
+            batch_digest(batch), len(batch), attempt, now, held, held_failures, tuple(batch), tuple(suspects), failed_in_row
+        )
         return Decision([by_id[i] for i in batch], after, reason)
 
     # Still pending with nothing in flight: the last batch's run failed.
-    if state.last and all(i in by_id for i in state.last):
+    if last_failed:
         if len(state.last) > 1:
             suspects = list(state.last)
             size = math.ceil(len(state.last) / 2)
@@ -130,7 +166,7 @@ def next_batch(
         return Decision(
             [],
             # The failure is accounted for in `held`: nothing launched is left to judge.
-            BatchState(held=held, held_failures=held_failures),
+            BatchState(held=held, held_failures=held_failures, failed_in_row=failed_in_row),
             f"the last run for {len(held)} event(s) failed ({max(held_failures.values())}x); "
             f"retrying in {min(held.values()) - now:.0f}s",
         )
