@@ -10,7 +10,9 @@ How a run's process is known: runs started in process by this package
 host, the pid and the process's start time (so a reused pid is not taken for the run's).
 On that host, a run whose process is gone is failed. Runs without the tag (launched by
 the daemon's run launcher) are left to Dagster's run monitoring (``run_monitoring`` in
-dagster.yaml), which watches the run workers it started.
+deploy/dagster.yaml): it fails a run that never started within its start timeout, but the
+default launcher cannot see a worker die mid-run, so such a run is failed only when it
+outlives ``max_runtime_seconds``.
 """
 
 from __future__ import annotations
