@@ -44,7 +44,7 @@ from sync_pipeline.clerk.normalize import select_rows
 from sync_pipeline.clerk.snapshot import read_clerk
 from sync_pipeline.defs.metadata import counts_table, plan_metadata, read_report_table, sample_table
 from sync_pipeline.defs.resources import MirrorDatabase
-from sync_pipeline.defs.run_config import RunScope, SyncRunConfig
+from sync_pipeline.defs.run_config import SCOPE_TAG, RunScope, SyncRunConfig
 from sync_pipeline.diff.plan import SyncPlan
 from sync_pipeline.diff.rules import plan_sync
 from sync_pipeline.mirror.apply import ApplyResult, SyncRunRecord, apply_plan, record_sync_run
@@ -137,8 +137,10 @@ def sync_scope(context: AssetExecutionContext, config: SyncRunConfig, mirror_db:
             event_ids=tuple(e.svix_id for e in events),
         )
     types = pd.Series([e.event_type for e in events], dtype="string").value_counts().to_dict()
+    run_scope = RunScope(scope=scope, options=config)
     return Output(
-        RunScope(scope=scope, options=config),
+        run_scope,
+        tags=run_scope.work_tags,
         metadata={
             "scope": MetadataValue.text(scope.describe()),
             "mode": MetadataValue.text(config.audit_mode),
@@ -154,9 +156,13 @@ def sync_scope(context: AssetExecutionContext, config: SyncRunConfig, mirror_db:
 @asset(
     group_name=SYNC_GROUP,
     kinds={"clerk", "pandas"},
-    description="Clerk's users, organizations and memberships in the run's scope, read through the Backend API.",
+    description="Clerk's users, organizations and memberships in the run's scope, read through the Backend API. "
+    "Each materialization is tagged sync_pipeline/scope=full or =partial; a partial one also carries the last full "
+    "read's rows (last_full_read_rows, last_full_read_run), so the latest still shows the whole instance.",
 )
-def clerk_snapshot(sync_scope: RunScope, clerk: ClerkClient, mirror_db: MirrorDatabase) -> Output[Snapshot]:
+def clerk_snapshot(
+    context: AssetExecutionContext, sync_scope: RunScope, clerk: ClerkClient, mirror_db: MirrorDatabase
+) -> Output[Snapshot]:
     started = time.perf_counter()
     scope = sync_scope.scope
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mirror-live-keys") as pool:
@@ -176,9 +182,11 @@ def clerk_snapshot(sync_scope: RunScope, clerk: ClerkClient, mirror_db: MirrorDa
     not_in_clerk = {} if scope.is_full else {"not_in_clerk": MetadataValue.json(ids_not_in_clerk(scope, snapshot))}
     return Output(
         snapshot,
+        tags=sync_scope.work_tags,
         metadata={
             "scope": MetadataValue.text(scope.describe()),
             **not_in_clerk,
+            **({} if scope.is_full else last_full_read(context)),
             "rows_read": read_report_table(report),
             "requests": MetadataValue.int(requests),
             "responses_429": MetadataValue.int(throttled),
@@ -187,6 +195,25 @@ def clerk_snapshot(sync_scope: RunScope, clerk: ClerkClient, mirror_db: MirrorDa
             "fetch_stats": MetadataValue.json(report.fetch_stats),
         },
     )
+
+
+# What a partial read of Clerk carries forward from the last full one.
+LAST_FULL_READ_KEYS = ("last_full_read_run", "last_full_read_rows")
+
+
+def last_full_read(context: AssetExecutionContext) -> dict:
+    """The last full read's run and rows, from clerk_snapshot's latest materialization (itself, or what it carried).
+
+    A partial run reads a few ids; its materialization is the latest, and without this the UI would show a
+    handful of rows as if they were Clerk. One lookup, whatever the number of partial runs since.
+    """
+    event = context.instance.get_latest_materialization_event(context.asset_key)
+    latest = event.asset_materialization if event is not None else None
+    if latest is None:
+        return {}
+    if latest.tags.get(SCOPE_TAG) == "full" and "rows_read" in latest.metadata:
+        return {"last_full_read_run": MetadataValue.dagster_run(event.run_id), "last_full_read_rows": latest.metadata["rows_read"]}
+    return {key: latest.metadata[key] for key in LAST_FULL_READ_KEYS if key in latest.metadata}
 
 
 @asset(
@@ -202,6 +229,7 @@ def mirror_snapshot(sync_scope: RunScope, mirror_db: MirrorDatabase) -> Output[D
     app_tables = read_app_tables(mirror_db.engine, mirror_db.app_tables(), sync_scope.scope)
     return Output(
         DatabaseSnapshot(mirror=state, app_tables=app_tables),
+        tags=sync_scope.work_tags,
         metadata={
             "schema": MetadataValue.text(mirror_db.db_schema),
             "rows": counts_table(
@@ -238,7 +266,7 @@ def sync_plan(sync_scope: RunScope, clerk_snapshot: Snapshot, mirror_snapshot: D
     plan.app_tables = plan_app_tables(mirror_snapshot.app_tables, clerk_snapshot, sync_options.checked_app_table_kinds())
     metadata = plan_metadata(plan, dry_run=sync_options.dry_run)
     metadata["seconds"] = MetadataValue.float(round(time.perf_counter() - started, 3))
-    return Output(plan, metadata=metadata)
+    return Output(plan, metadata=metadata, tags=sync_scope.work_tags)
 
 
 @multi_asset(
@@ -325,6 +353,7 @@ def mirror_tables(
         written = result.rows_written[entity]
         yield MaterializeResult(
             asset_key=key,
+            tags=sync_scope.work_tags,
             metadata={
                 "sync_run_id": MetadataValue.int(result.sync_run_id),
                 "rows_written": MetadataValue.int(sum(written.values())),

@@ -24,6 +24,11 @@ from sync_pipeline.model import SyncScope
 # The step whose config the options are: the root of the sync's graph.
 OPTIONS_STEP = "sync_scope"
 
+# What every step of a run tags its materializations with, so that each reads as that run's work:
+# a full read of the instance, or a partial one (ids named by hand, or webhook events answered).
+SCOPE_TAG = "sync_pipeline/scope"
+DRY_RUN_TAG = "sync_pipeline/dry_run"
+
 
 class SyncRunConfig(Config):
     """What this run does. Empty id lists mean the whole instance (the daily full sync); ids make a
@@ -102,6 +107,11 @@ class RunScope:
 
     scope: SyncScope
     options: SyncRunConfig
+
+    @property
+    def work_tags(self) -> dict[str, str]:
+        """The tags of every materialization this run's steps produce."""
+        return {SCOPE_TAG: "full" if self.scope.is_full else "partial", DRY_RUN_TAG: str(self.options.dry_run).lower()}
 
 
 def sync_run_config(options: SyncRunConfig | Mapping[str, Any]) -> dict:
