@@ -178,9 +178,9 @@ def _command_app_tables(args: argparse.Namespace) -> int:
 
 def _run_options(**options):  # noqa: ANN202 - a SyncRunConfig, imported late (dagster)
     """The run's config from the command's flags; a flag left unset (None) leaves the option at its default."""
-    from sync_pipeline.defs.run_config import SyncRunConfig
+    from sync_pipeline.defs.run_config import checked_options
 
-    return SyncRunConfig(**{name: value for name, value in options.items() if value is not None})
+    return checked_options({name: value for name, value in options.items() if value is not None})
 
 
 def _check_scope(args: argparse.Namespace) -> None:

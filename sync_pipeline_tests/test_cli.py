@@ -86,6 +86,12 @@ def test_an_id_that_cannot_be_clerks_is_refused_before_anything_runs(
         assert flag in line and problem in line
 
 
+def test_an_option_out_of_range_is_one_line_naming_it_before_anything_runs(environment: None, capsys: pytest.CaptureFixture) -> None:
+    assert main(["sync", "--max-delete-share", "2"]) == 3
+    line = one_line(capsys.readouterr().err)
+    assert "max_delete_share=2.0" in line and "less than or equal to 1" in line
+
+
 def test_ids_clerk_does_not_have_are_listed_in_the_output_and_the_run(
     environment: None, capsys: pytest.CaptureFixture, clerk: EmulatorServer
 ) -> None:

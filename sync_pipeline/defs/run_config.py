@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dagster import Config
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from sync_pipeline.diff.guard import DEFAULT_MAX_DELETE_SHARE
 from sync_pipeline.diff.plan import APP_TABLE_KINDS
@@ -112,6 +112,16 @@ class RunScope:
     def work_tags(self) -> dict[str, str]:
         """The tags of every materialization this run's steps produce."""
         return {SCOPE_TAG: "full" if self.scope.is_full else "partial", DRY_RUN_TAG: str(self.options.dry_run).lower()}
+
+
+def checked_options(values: Mapping[str, Any]) -> SyncRunConfig:
+    """Options given outside the Launchpad (the CLI's flags), or one line naming the one to fix."""
+    try:
+        return SyncRunConfig(**values)
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = ".".join(str(part) for part in first["loc"])
+        raise ConfigurationError(f"{name}={first.get('input')!r}: {first['msg']}") from None
 
 
 def sync_run_config(options: SyncRunConfig | Mapping[str, Any]) -> dict:
