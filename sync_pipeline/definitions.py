@@ -18,8 +18,12 @@ from sync_pipeline.defs.sensors import clerk_webhook_sensor
 
 
 def build_resources(*, database_url: str | None = None, app_tables_config: str = "") -> dict:
-    """The resources, from the environment unless given: the CLI passes the database it settled on (DATABASE_URL
-    or the embedded one) and the application tables' file its ``--config`` names."""
+    """The resources, from the environment unless given: the CLI passes the embedded database's URL when
+    DATABASE_URL is unset, and the application tables' file its ``--config`` names.
+
+    A URL given here is recorded with the run (it is the resource's config): only one without a secret may be.
+    DATABASE_URL itself goes through ``EnvVar``, whose value Dagster never records.
+    """
     return {
         "clerk": ClerkClient(
             secret_key=EnvVar("CLERK_SECRET_KEY"),

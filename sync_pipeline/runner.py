@@ -78,6 +78,14 @@ class Location:
 
     database_url: str
     app_tables_config: str = ""  # a YAML path (``--config``); empty: $SYNC_APP_TABLES, read by the resource
+    # DATABASE_URL may hold a password: the job's resource then reads it through EnvVar, so that Dagster
+    # records the variable's name, never its value. The embedded server's URL holds none: it is handed over.
+    from_environment: bool = True
+
+    @property
+    def resource_database_url(self) -> str | None:
+        """What the job's ``mirror_db`` is given: None for DATABASE_URL (its EnvVar), else the URL itself."""
+        return None if self.from_environment else self.database_url
 
 
 def _declared_app_tables(app_tables_config: str | None) -> AppTablesConfig | None:
@@ -93,7 +101,8 @@ def _prepare(app_tables_config: str | None = None) -> Location:
     in one line, before the job starts.
     """
     settings.clerk_secret_key()
-    location = Location(database_url_or_embedded(), app_tables_config or "")
+    from_environment = bool(os.environ.get("DATABASE_URL"))
+    location = Location(database_url_or_embedded(), app_tables_config or "", from_environment=from_environment)
     engine = create_mirror_engine(location.database_url)
     try:
         check_connection(engine)
@@ -137,7 +146,7 @@ def run_sync(options: SyncRunConfig, *, app_tables_config: str | None = None, ve
 def _execute(options: SyncRunConfig, location: Location, *, verbose: bool) -> SyncOutcome:
     from sync_pipeline.definitions import build_definitions, build_resources
 
-    resources = build_resources(database_url=location.database_url, app_tables_config=location.app_tables_config)
+    resources = build_resources(database_url=location.resource_database_url, app_tables_config=location.app_tables_config)
     job = build_definitions(resources).resolve_job_def(options.job_name)
     run_config = {
         **sync_run_config(options),
