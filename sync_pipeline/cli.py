@@ -151,30 +151,36 @@ def _command_app_tables(args: argparse.Namespace) -> int:
         from sync_pipeline.app_tables.demo import run_app_tables_demo
 
         return run_app_tables_demo(users=args.users, orgs=args.orgs, verbose=args.verbose)
-    if args.config:
-        os.environ["SYNC_APP_TABLES"] = args.config  # the job's resources read it from there
     _check_scope(args)
     if args.app_command == "analyze":
         with _showing_progress():
-            report = runner.analyze_app_tables(user_ids=args.user_ids, organization_ids=args.organization_ids)
-        print(report)
-        return 0
+            outcome = runner.analyze_app_tables(
+                user_ids=args.user_ids, organization_ids=args.organization_ids, app_tables_config=args.config, verbose=args.verbose
+            )
+        return _report(outcome)
     if args.app_command == "integrity":
-        print(runner.app_tables_integrity(apply=args.apply))
+        print(runner.app_tables_integrity(apply=args.apply, app_tables_config=args.config))
         return 0
     _help, kinds = APP_TABLE_RUNS[args.app_command]
-    request = runner.SyncRequest(
+    options = _run_options(
         dry_run=not args.apply,
         user_ids=args.user_ids,
         organization_ids=args.organization_ids,
         allow_mass_delete=args.allow_mass_delete,
         max_delete_share=args.max_delete_share,
-        app_table_kinds=kinds,
+        app_table_kinds=kinds or None,  # none named: every kind
         mode=f"app-tables {args.app_command}",
     )
     with _showing_progress():
-        outcome = runner.run_app_tables_sync(request, verbose=args.verbose)
+        outcome = runner.run_app_tables_sync(options, app_tables_config=args.config, verbose=args.verbose)
     return _report(outcome)
+
+
+def _run_options(**options):  # noqa: ANN202 - a SyncRunConfig, imported late (dagster)
+    """The run's config from the command's flags; a flag left unset (None) leaves the option at its default."""
+    from sync_pipeline.defs.run_config import checked_options
+
+    return checked_options({name: value for name, value in options.items() if value is not None})
 
 
 def _check_scope(args: argparse.Namespace) -> None:
@@ -190,10 +196,10 @@ def _showing_progress():  # noqa: ANN202 - a context manager, imported late (ric
 
 
 def _command_sync(args: argparse.Namespace) -> int:
-    from sync_pipeline.runner import SyncRequest, run_sync
+    from sync_pipeline.runner import run_sync
 
     _check_scope(args)
-    request = SyncRequest(
+    options = _run_options(
         dry_run=args.dry_run,
         user_ids=args.user_ids,
         organization_ids=args.organization_ids,
@@ -201,7 +207,7 @@ def _command_sync(args: argparse.Namespace) -> int:
         max_delete_share=args.max_delete_share,
     )
     with _showing_progress():
-        outcome = run_sync(request, verbose=args.verbose)
+        outcome = run_sync(options, verbose=args.verbose)
     return _report(outcome)
 
 
@@ -219,9 +225,8 @@ def _command_analyze(args: argparse.Namespace) -> int:
 
     _check_scope(args)
     with _showing_progress():
-        report = analyze(user_ids=args.user_ids, organization_ids=args.organization_ids)
-    print(report)
-    return 0
+        outcome = analyze(user_ids=args.user_ids, organization_ids=args.organization_ids, verbose=args.verbose)
+    return _report(outcome)
 
 
 def _command_status(args: argparse.Namespace) -> int:
@@ -302,15 +307,15 @@ def _command_webhooks(args: argparse.Namespace) -> int:
             if outcome.exit_code == 0:
                 print(outcome.summary())
         return _report(failed[-1]) if failed else 0
-    from sync_pipeline.runner import SyncRequest, run_sync
+    from sync_pipeline.runner import run_sync
 
     if not (args.since or args.until or args.event_ids):
         raise ConfigurationError("replay needs --since/--until or --event-id: which events should be re-processed?")
-    request = SyncRequest(
+    options = _run_options(
         replay_since=args.since, replay_until=args.until, webhook_event_ids=args.event_ids, dry_run=args.dry_run, mode="replay"
     )
     with _showing_progress():
-        outcome = run_sync(request, verbose=args.verbose)
+        outcome = run_sync(options, verbose=args.verbose)
     return _report(outcome)
 
 

@@ -12,12 +12,18 @@ from sync_pipeline.defs import assets, checks
 from sync_pipeline.defs.alerts import sync_check_alerts, sync_failure_alerts
 from sync_pipeline.defs.io_managers import FrameFilesystemIOManager
 from sync_pipeline.defs.jobs import full_sync_job, partial_sync_job
-from sync_pipeline.defs.resources import MirrorDatabase, SyncOptions
+from sync_pipeline.defs.resources import MirrorDatabase
 from sync_pipeline.defs.schedules import daily_full_sync
 from sync_pipeline.defs.sensors import clerk_webhook_sensor
 
 
-def build_resources() -> dict:
+def build_resources(*, database_url: str | None = None, app_tables_config: str = "") -> dict:
+    """The resources, from the environment unless given: the CLI passes the embedded database's URL when
+    DATABASE_URL is unset, and the application tables' file its ``--config`` names.
+
+    A URL given here is recorded with the run (it is the resource's config): only one without a secret may be.
+    DATABASE_URL itself goes through ``EnvVar``, whose value Dagster never records.
+    """
     return {
         "clerk": ClerkClient(
             secret_key=EnvVar("CLERK_SECRET_KEY"),
@@ -27,12 +33,12 @@ def build_resources() -> dict:
             stall_timeout_seconds=settings.clerk_stall_timeout_seconds(),
         ),
         "mirror_db": MirrorDatabase(
-            database_url=EnvVar("DATABASE_URL"),
+            database_url=database_url or EnvVar("DATABASE_URL"),
             db_schema=settings.sync_schema(),
             include_private_metadata=settings.include_private_metadata(),
             hard_delete=settings.hard_delete(),
+            app_tables_config=app_tables_config,
         ),
-        "sync_options": SyncOptions(),
     }
 
 

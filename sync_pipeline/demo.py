@@ -79,15 +79,16 @@ def demo_environment(users: int, orgs: int) -> Iterator[str]:
 
 
 def run_demo(*, users: int, orgs: int, verbose: bool = False) -> int:
-    from sync_pipeline.runner import EXIT_OK, SyncRequest, run_sync
+    from sync_pipeline.defs.run_config import SyncRunConfig
+    from sync_pipeline.runner import EXIT_OK, run_sync
     from sync_pipeline.terminal_progress import showing_progress
 
     with demo_environment(users, orgs), showing_progress():
-        first = run_sync(SyncRequest(), verbose=verbose)
+        first = run_sync(SyncRunConfig(), verbose=verbose)
         print("\n" + first.summary())
         if first.exit_code != EXIT_OK:
             return first.exit_code
-        second = run_sync(SyncRequest(), verbose=verbose)
+        second = run_sync(SyncRunConfig(), verbose=verbose)
         written = sum(sum(kinds.values()) for kinds in second.rows_written.values())
         print(f"\nSecond sync, Clerk unchanged: {written} mirror rows written in {second.seconds:.1f}s.")
         if second.exit_code != EXIT_OK:

@@ -1,9 +1,12 @@
 """The sync plan and its results as text for the terminal: what ``sync``, ``analyze`` and
-``app-tables`` print. Pure functions of the plan; the UI's view of the same is
-``sync_pipeline.defs.metadata``."""
+``app-tables`` print. Pure functions of the plan and of what a run reported; the UI's view
+of the same is ``sync_pipeline.defs.metadata``."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from sync_pipeline.app_tables.integrity import BLOCKED, CREATED, READY, Constraint
 from sync_pipeline.diff.plan import APP_TABLE_KINDS, APP_WRITE_KINDS, CHANGE_KINDS, SyncPlan
 from sync_pipeline.model import ENTITIES
 
@@ -82,3 +85,72 @@ def format_not_in_clerk(missing: dict[str, list[str]]) -> str:
     if not parts:
         return ""
     return "Not in Clerk (mistyped, or deleted: a mirror row of theirs is deleted): " + "; ".join(parts) + "."
+
+
+def format_refusal(run_id: str, problem: str) -> str:
+    return f"Sync refused by the delete guard, nothing written (run {run_id}): {problem}"
+
+
+def format_failure(run_id: str, problem: str) -> str:
+    return f"Sync failed, nothing written (run {run_id}): {problem}"
+
+
+def format_sync_summary(
+    plan: SyncPlan,
+    *,
+    dry_run: bool,
+    run_id: str,
+    seconds: float,
+    rows_written: dict[str, dict[str, int]],
+    app_tables_written: dict[str, dict[str, int]],
+    not_in_clerk: dict[str, list[str]],
+) -> str:
+    """What ``sync`` prints after a run that succeeded: its scope and time, the plan, and what it wrote."""
+    lines = [
+        f"{'Dry run' if dry_run else 'Sync'} of {plan.scope.describe()} scope finished in "
+        f"{seconds:.1f}s (Dagster run {run_id}).",
+        format_plan(plan),
+    ]
+    missing = format_not_in_clerk(not_in_clerk)
+    if missing:
+        lines.append(missing)
+    if dry_run:
+        either = ", no application-table row either" if plan.app_tables else ""
+        lines.append(f"Dry run: no mirror row written{either}.")
+    else:
+        total = sum(sum(kinds.values()) for kinds in rows_written.values())
+        lines.append(f"Mirror rows written: {total}.")
+        if plan.app_tables:
+            lines.append(format_app_tables_written(app_tables_written))
+    return "\n".join(lines)
+
+
+def format_drift_report(plan: SyncPlan, not_in_clerk: dict[str, list[str]]) -> str:
+    """What ``analyze`` prints: whether a sync would change anything, and the plan it would apply."""
+    matches = "the mirror matches Clerk" + (" and the application tables follow their policies" if plan.app_tables else "")
+    drift = f"no drift: {matches}" if plan.is_noop else "drift found: `sync-pipeline sync` would apply it"
+    missing = format_not_in_clerk(not_in_clerk)
+    return f"Drift report ({plan.scope.describe()} scope): {drift}.\n{format_plan(plan)}" + (f"\n{missing}" if missing else "")
+
+
+def format_app_tables_report(plan: SyncPlan, *, samples: int) -> str:
+    """What ``app-tables analyze`` prints: the application tables' drift, per table with examples."""
+    state = "they follow their policies" if all(p.is_noop for p in plan.app_tables.values()) else (
+        "drift found: `sync-pipeline app-tables sync --apply` would fix it"
+    )
+    return f"Application tables ({plan.scope.describe()} scope): {state}.\n{format_app_tables(plan, samples=samples)}"
+
+
+def format_integrity(constraints: Sequence[Constraint], *, applied: bool) -> str:
+    """What ``app-tables integrity`` prints: each constraint and its status, then what was (or would be) created."""
+    lines = [constraint.describe() for constraint in constraints]
+    ready = sum(c.status == READY for c in constraints)
+    created = sum(c.status == CREATED for c in constraints)
+    blocked = sum(c.status == BLOCKED for c in constraints)
+    if applied:
+        lines.append(f"Created {created} constraint(s).")
+    else:
+        lines.append(f"Dry run: nothing created; `--apply` would create the {ready} ready constraint(s).")
+    if blocked:
+        lines.append(f"{blocked} blocked: `sync-pipeline app-tables sync --apply` fixes the rows its policies cover.")
+    return "\n".join(lines)

@@ -1,15 +1,20 @@
-"""Running the sync from the command line: the Dagster job in process, and the drift report.
+"""Running the sync from the command line: the Dagster job in process, and what it found.
 
-``run_sync`` launches the same ``full_sync_job`` the schedule launches, recorded in the
-Dagster instance when ``DAGSTER_HOME`` is set (so the UI shows it) and in an ephemeral
-one otherwise. Dagster's own step logs stay quiet unless asked for: the user gets a
-summary, or one line saying what went wrong.
+Every command that syncs or reports drift runs the same job the schedule and the sensor
+launch (``full_sync_job``, or ``partial_sync_job`` for webhook events), with its options as
+the run's config (:class:`~sync_pipeline.defs.run_config.SyncRunConfig`, the schema the
+Launchpad shows): ``analyze`` is that job's dry run. Runs are recorded in the Dagster
+instance when ``DAGSTER_HOME`` is set (so the UI shows them) and in an ephemeral one
+otherwise. Dagster's own step logs stay quiet unless asked for: the user gets a summary,
+or one line saying what went wrong. The text is :mod:`sync_pipeline.plan_text`'s.
 """
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import asdict, dataclass, field
+import time
+from dataclasses import dataclass, field
 
 from dagster import DagsterInstance, ExecuteInProcessResult
 from sqlalchemy.engine import Engine
@@ -17,14 +22,20 @@ from sqlalchemy.engine import Engine
 from sync_pipeline import settings
 from sync_pipeline.app_tables.catalog import resolve_tables
 from sync_pipeline.app_tables.config import AppTablesConfig, load_config
+from sync_pipeline.defs.metadata import table_counts
+from sync_pipeline.defs.run_config import SyncRunConfig, sync_run_config
 from sync_pipeline.diff.plan import APP_WRITE_KINDS, SyncPlan
 from sync_pipeline.embedded import database_url_or_embedded
 from sync_pipeline.errors import ConfigurationError
 from sync_pipeline.mirror.database import check_connection, create_mirror_engine, upgrade_schema
-from sync_pipeline.model import SyncScope
-from sync_pipeline.defs.metadata import table_counts
-from sync_pipeline.scope_check import ids_not_in_clerk
-from sync_pipeline.plan_text import format_app_tables, format_app_tables_written, format_not_in_clerk, format_plan
+from sync_pipeline.plan_text import (
+    format_app_tables_report,
+    format_drift_report,
+    format_failure,
+    format_integrity,
+    format_refusal,
+    format_sync_summary,
+)
 from sync_pipeline.webhooks.orphaned_runs import process_tags
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_GUARD_REFUSED, EXIT_BAD_CONFIGURATION = 0, 1, 2, 3
@@ -37,39 +48,9 @@ BAD_CONFIGURATION_ERRORS = frozenset(
 
 
 @dataclass
-class SyncRequest:
-    """One run's sync_options, as the Launchpad would take them."""
-
-    dry_run: bool = False
-    user_ids: list[str] = field(default_factory=list)
-    organization_ids: list[str] = field(default_factory=list)
-    allow_mass_delete: bool = False
-    max_delete_share: float | None = None
-    webhook_event_ids: list[str] = field(default_factory=list)
-    replay_since: str = ""
-    replay_until: str = ""
-    mode: str = ""
-    app_table_kinds: list[str] = field(default_factory=list)  # empty: every kind
-
-    @property
-    def job_name(self) -> str:
-        answers_webhooks = self.webhook_event_ids or self.replay_since or self.replay_until
-        return "partial_sync_job" if answers_webhooks else "full_sync_job"
-
-    def sync_options(self) -> dict:
-        # Unset fields are left to the resource's defaults (0.0 and False are real values).
-        return {k: v for k, v in asdict(self).items() if v is not None and v != "" and v != []}
-
-
-def _run_config(sync_options: dict, *, verbose: bool) -> dict:
-    return {
-        "resources": {"sync_options": {"config": sync_options}},
-        "loggers": {"console": {"config": {"log_level": "INFO" if verbose else "CRITICAL"}}},
-    }
-
-
-@dataclass
 class SyncOutcome:
+    """How one run of the job went, and what the command prints for it."""
+
     run_id: str
     exit_code: int
     dry_run: bool
@@ -79,58 +60,60 @@ class SyncOutcome:
     seconds: float = 0.0
     problem: str = ""
     not_in_clerk: dict[str, list[str]] = field(default_factory=dict)
+    # What the command prints when the run succeeded: a sync's summary, or analyze's drift report.
+    report: str = ""
 
     def summary(self) -> str:
         if self.exit_code == EXIT_GUARD_REFUSED:
-            return f"Sync refused by the delete guard, nothing written (run {self.run_id}): {self.problem}"
+            return format_refusal(self.run_id, self.problem)
         if self.exit_code != EXIT_OK:
-            return f"Sync failed, nothing written (run {self.run_id}): {self.problem}"
-        lines = [
-            f"{'Dry run' if self.dry_run else 'Sync'} of {self.plan.scope.describe()} scope finished in "
-            f"{self.seconds:.1f}s (Dagster run {self.run_id})."
-        ]
-        lines.append(format_plan(self.plan))
-        missing = format_not_in_clerk(self.not_in_clerk)
-        if missing:
-            lines.append(missing)
-        if self.dry_run:
-            either = ", no application-table row either" if self.plan.app_tables else ""
-            lines.append(f"Dry run: no mirror row written{either}.")
-        else:
-            total = sum(sum(kinds.values()) for kinds in self.rows_written.values())
-            lines.append(f"Mirror rows written: {total}.")
-            if self.plan.app_tables:
-                lines.append(format_app_tables_written(self.app_tables_written))
-        return "\n".join(lines)
+            return format_failure(self.run_id, self.problem)
+        return self.report
 
 
-def _prepare_environment() -> str:
-    """Check the settings a sync needs and migrate the mirror; returns the database URL.
+@dataclass(frozen=True)
+class Location:
+    """Where a command's runs read and write: settled once, before any run, and handed to the job's resources
+    (never through the environment)."""
+
+    database_url: str
+    app_tables_config: str = ""  # a YAML path (``--config``); empty: $SYNC_APP_TABLES, read by the resource
+    # DATABASE_URL may hold a password: the job's resource then reads it through EnvVar, so that Dagster
+    # records the variable's name, never its value. The embedded server's URL holds none: it is handed over.
+    from_environment: bool = True
+
+    @property
+    def resource_database_url(self) -> str | None:
+        """What the job's ``mirror_db`` is given: None for DATABASE_URL (its EnvVar), else the URL itself."""
+        return None if self.from_environment else self.database_url
+
+
+def _declared_app_tables(app_tables_config: str | None) -> AppTablesConfig | None:
+    """The tables ``--config`` (else $SYNC_APP_TABLES) declares; None when neither names a file."""
+    path = app_tables_config or settings.app_tables_path()
+    return load_config(path) if path else None
+
+
+def _prepare(app_tables_config: str | None = None) -> Location:
+    """Check the settings a sync needs and migrate the mirror.
 
     A declared application table that does not exist, or a misspelled column, ends here
     in one line, before the job starts.
     """
     settings.clerk_secret_key()
-    schema = settings.sync_schema()
-    url = database_url_or_embedded()
-    os.environ["DATABASE_URL"] = url  # the job's resources read it through EnvVar
-    engine = create_mirror_engine(url)
+    from_environment = bool(os.environ.get("DATABASE_URL"))
+    location = Location(database_url_or_embedded(), app_tables_config or "", from_environment=from_environment)
+    engine = create_mirror_engine(location.database_url)
     try:
         check_connection(engine)
-        upgrade_schema(engine, schema)
-        _check_app_tables(engine)
+        upgrade_schema(engine, settings.sync_schema())
+        _check_app_tables(engine, _declared_app_tables(app_tables_config))
     finally:
         engine.dispose()
-    return url
+    return location
 
 
-def _app_tables_config() -> AppTablesConfig | None:
-    path = settings.app_tables_path()
-    return load_config(path) if path else None
-
-
-def _check_app_tables(engine: Engine) -> None:
-    config = _app_tables_config()
+def _check_app_tables(engine: Engine, config: AppTablesConfig | None) -> None:
     if config is not None:
         with engine.connect() as connection, connection.begin():
             resolve_tables(connection, config)
@@ -155,20 +138,24 @@ def _first_failure(result: ExecuteInProcessResult) -> tuple[str, str]:
     return "", "the run failed (run the same command with -v to see Dagster's logs)"
 
 
-def run_sync(request: SyncRequest, *, verbose: bool = False) -> SyncOutcome:
-    """Run the sync a request describes, in process, and say how it went."""
-    _prepare_environment()
-    return _execute(request.job_name, request.sync_options(), dry_run=request.dry_run, verbose=verbose)
+def run_sync(options: SyncRunConfig, *, app_tables_config: str | None = None, verbose: bool = False) -> SyncOutcome:
+    """Run the job these options are for, in process, and say how it went."""
+    return _execute(options, _prepare(app_tables_config), verbose=verbose)
 
 
-def _execute(job_name: str, sync_options: dict, *, dry_run: bool, verbose: bool) -> SyncOutcome:
+def _execute(options: SyncRunConfig, location: Location, *, verbose: bool) -> SyncOutcome:
     from sync_pipeline.definitions import build_definitions, build_resources
 
-    # Built here, not imported: the environment was only settled just now.
-    job = build_definitions(build_resources()).resolve_job_def(job_name)
+    resources = build_resources(database_url=location.resource_database_url, app_tables_config=location.app_tables_config)
+    job = build_definitions(resources).resolve_job_def(options.job_name)
+    run_config = {
+        **sync_run_config(options),
+        "loggers": {"console": {"config": {"log_level": "INFO" if verbose else "CRITICAL"}}},
+    }
+    dry_run = options.dry_run
     with _instance() as instance:
         result = job.execute_in_process(
-            run_config=_run_config(sync_options, verbose=verbose),
+            run_config=run_config,
             instance=instance,
             raise_on_error=False,
             tags=process_tags(),  # so that a killed process's run is recognised and failed
@@ -200,6 +187,15 @@ def _execute(job_name: str, sync_options: dict, *, dry_run: bool, verbose: bool)
             if key[0] != "clerk_mirror":
                 continue
             written[key[-1]] = table_counts(metadata["written"]).get(key[-1], {}) if "written" in metadata else {}
+        report = format_sync_summary(
+            plan,
+            dry_run=dry_run,
+            run_id=result.run_id,
+            seconds=seconds,
+            rows_written=written,
+            app_tables_written=app_written,
+            not_in_clerk=not_in_clerk,
+        )
         return SyncOutcome(
             result.run_id,
             EXIT_OK,
@@ -209,6 +205,7 @@ def _execute(job_name: str, sync_options: dict, *, dry_run: bool, verbose: bool)
             app_tables_written=app_written,
             seconds=seconds,
             not_in_clerk=not_in_clerk,
+            report=report,
         )
 
 
@@ -226,17 +223,14 @@ def process_pending_webhooks(*, verbose: bool = False) -> list[SyncOutcome]:
     events that fail alone are found: those stay pending (for the sensor's paced retries
     and the next full sync) and every other event is processed.
     """
-    import math
-    import time
-
-    from sync_pipeline.defs.sensors import partial_sync_request
+    from sync_pipeline.defs.sensors import partial_sync_options
     from sync_pipeline.webhooks import inbox
     from sync_pipeline.webhooks.batches import BatchState, next_batch
     from sync_pipeline.webhooks.orphaned_runs import fail_orphaned_runs
 
-    url = _prepare_environment()
+    location = _prepare()
     schema = settings.sync_schema()
-    engine = create_mirror_engine(url)
+    engine = create_mirror_engine(location.database_url)
     outcomes: list[SyncOutcome] = []
     state = BatchState()
     with _instance() as instance:
@@ -257,69 +251,36 @@ def process_pending_webhooks(*, verbose: bool = False) -> list[SyncOutcome]:
             if not decision.events:
                 return outcomes
             state = decision.state
-            request = partial_sync_request(decision.events, run_key="in-process")
-            options = request.run_config["resources"]["sync_options"]["config"]
-            outcomes.append(_execute("partial_sync_job", options, dry_run=False, verbose=verbose))
+            # The options the sensor would launch the batch with, run here in process.
+            outcomes.append(_execute(partial_sync_options(decision.events), location, verbose=verbose))
     finally:
         engine.dispose()
 
 
-def _read_only_plan(*, user_ids: list[str], organization_ids: list[str]) -> tuple[SyncPlan, dict[str, list[str]]]:
-    """The plan a sync of this scope would apply, application tables included, and the scope's ids Clerk does
-    not have; writes nothing (not even the schema)."""
-    from sync_pipeline.app_tables.rules import plan_app_tables
-    from sync_pipeline.app_tables.snapshot import read_app_tables
-    from sync_pipeline.clerk.client import ClerkClient
-    from sync_pipeline.clerk.snapshot import read_clerk
-    from sync_pipeline.diff.rules import plan_sync
-    from sync_pipeline.mirror.snapshot import read_mirror_if_present
-    from sync_pipeline.model import LiveKeys
-
-    scope = SyncScope(user_ids=tuple(user_ids), organization_ids=tuple(organization_ids))
-    client = ClerkClient(
-        secret_key=settings.clerk_secret_key(),
-        api_url=settings.clerk_api_url(),
-        requests_per_10s=settings.clerk_requests_per_10s(),
-        rate_share=settings.clerk_rate_share(),
-        stall_timeout_seconds=settings.clerk_stall_timeout_seconds(),
-    )
-    url = database_url_or_embedded()
-    engine = create_mirror_engine(url)
-    try:
-        check_connection(engine)
-        mirror = read_mirror_if_present(engine, settings.sync_schema(), scope)
-        app_tables = read_app_tables(engine, _app_tables_config(), scope)
-    finally:
-        engine.dispose()
-    clerk, _report = read_clerk(
-        client,
-        scope,
-        include_private_metadata=settings.include_private_metadata(),
-        mirror_live_keys=lambda: LiveKeys.of(mirror.snapshot),
-    )
-    plan = plan_sync(clerk, mirror.snapshot, live_rows_before=mirror.live_rows)
-    plan.app_tables = plan_app_tables(app_tables, clerk)
-    return plan, ({} if scope.is_full else ids_not_in_clerk(scope, clerk))
+def analyze(
+    *, user_ids: list[str], organization_ids: list[str], app_tables_config: str | None = None, verbose: bool = False
+) -> SyncOutcome:
+    """The drift between Clerk and the mirror (and the declared application tables): the job's dry run, which
+    writes no mirror or application-table row; its report is the outcome's summary."""
+    options = SyncRunConfig(dry_run=True, user_ids=user_ids, organization_ids=organization_ids, mode="analyze")
+    outcome = run_sync(options, app_tables_config=app_tables_config, verbose=verbose)
+    if outcome.exit_code == EXIT_OK:
+        outcome.report = format_drift_report(outcome.plan, outcome.not_in_clerk)
+    return outcome
 
 
-def analyze(*, user_ids: list[str], organization_ids: list[str]) -> str:
-    """The drift between Clerk and the mirror (and the declared application tables); writes nothing."""
-    plan, not_in_clerk = _read_only_plan(user_ids=user_ids, organization_ids=organization_ids)
-    matches = "the mirror matches Clerk" + (" and the application tables follow their policies" if plan.app_tables else "")
-    drift = f"no drift: {matches}" if plan.is_noop else "drift found: `sync-pipeline sync` would apply it"
-    missing = format_not_in_clerk(not_in_clerk)
-    return f"Drift report ({plan.scope.describe()} scope): {drift}.\n{format_plan(plan)}" + (f"\n{missing}" if missing else "")
-
-
-def analyze_app_tables(*, user_ids: list[str], organization_ids: list[str], samples: int = 5) -> str:
-    """The application tables' drift, per table with examples; writes nothing."""
-    if not settings.app_tables_path():
+def analyze_app_tables(
+    *, user_ids: list[str], organization_ids: list[str], app_tables_config: str | None = None, samples: int = 5,
+    verbose: bool = False,
+) -> SyncOutcome:
+    """The application tables' drift, per table with examples: the job's dry run, like :func:`analyze`."""
+    if not (app_tables_config or settings.app_tables_path()):
         raise _no_app_tables()
-    plan, _not_in_clerk = _read_only_plan(user_ids=user_ids, organization_ids=organization_ids)
-    state = "they follow their policies" if all(p.is_noop for p in plan.app_tables.values()) else (
-        "drift found: `sync-pipeline app-tables sync --apply` would fix it"
-    )
-    return f"Application tables ({plan.scope.describe()} scope): {state}.\n{format_app_tables(plan, samples=samples)}"
+    options = SyncRunConfig(dry_run=True, user_ids=user_ids, organization_ids=organization_ids, mode="app-tables analyze")
+    outcome = run_sync(options, app_tables_config=app_tables_config, verbose=verbose)
+    if outcome.exit_code == EXIT_OK:
+        outcome.report = format_app_tables_report(outcome.plan, samples=samples)
+    return outcome
 
 
 def _no_app_tables() -> ConfigurationError:
@@ -329,20 +290,22 @@ def _no_app_tables() -> ConfigurationError:
     )
 
 
-def run_app_tables_sync(request: SyncRequest, *, verbose: bool = False) -> SyncOutcome:
-    """A sync whose application-table part is restricted to ``request.app_table_kinds`` (the mirror is always synced)."""
-    if not settings.app_tables_path():
+def run_app_tables_sync(
+    options: SyncRunConfig, *, app_tables_config: str | None = None, verbose: bool = False
+) -> SyncOutcome:
+    """A sync whose application-table part is restricted to ``options.app_table_kinds`` (the mirror is always synced)."""
+    if not (app_tables_config or settings.app_tables_path()):
         raise _no_app_tables()
-    return run_sync(request, verbose=verbose)
+    return run_sync(options, app_tables_config=app_tables_config, verbose=verbose)
 
 
-def app_tables_integrity(*, apply: bool) -> str:
+def app_tables_integrity(*, apply: bool, app_tables_config: str | None = None) -> str:
     """The foreign keys and unique indexes the declarations imply: which are present, ready or blocked; with
     ``apply``, the ready ones created."""
     from sync_pipeline.app_tables import integrity
     from sync_pipeline.mirror.apply import ApplySettings
 
-    config = _app_tables_config()
+    config = _declared_app_tables(app_tables_config)
     if config is None:
         raise _no_app_tables()
     engine = create_mirror_engine(database_url_or_embedded())
@@ -355,14 +318,4 @@ def app_tables_integrity(*, apply: bool) -> str:
             constraints = integrity.survey(engine, config, settings.sync_schema(), **options)
     finally:
         engine.dispose()
-    lines = [constraint.describe() for constraint in constraints]
-    ready = sum(c.status == integrity.READY for c in constraints)
-    created = sum(c.status == integrity.CREATED for c in constraints)
-    blocked = sum(c.status == integrity.BLOCKED for c in constraints)
-    if apply:
-        lines.append(f"Created {created} constraint(s).")
-    else:
-        lines.append(f"Dry run: nothing created; `--apply` would create the {ready} ready constraint(s).")
-    if blocked:
-        lines.append(f"{blocked} blocked: `sync-pipeline app-tables sync --apply` fixes the rows its policies cover.")
-    return "\n".join(lines)
+    return format_integrity(constraints, applied=apply)

@@ -11,9 +11,10 @@ from dagster import DagsterInstance, ExecuteInProcessResult
 
 from sync_pipeline.clerk.client import ClerkClient
 from sync_pipeline.definitions import build_definitions
-from sync_pipeline.defs.resources import MirrorDatabase, SyncOptions
+from sync_pipeline.defs.resources import MirrorDatabase
 from sync_pipeline.emulator import EmulatorServer
 from sync_pipeline.model import ENTITIES
+from sync_pipeline.defs.run_config import sync_run_config
 
 TEST_CLIENT_SETTINGS = {"requests_per_10s": 10_000, "max_backoff_seconds": 0.2, "timeout_seconds": 5.0}
 
@@ -35,7 +36,6 @@ class SyncHarness:
                 **{**TEST_CLIENT_SETTINGS, **client_settings},
             ),
             "mirror_db": MirrorDatabase(database_url=self.database_url, db_schema=self.schema),
-            "sync_options": SyncOptions(),
         }
 
     def definitions(self, emulator: EmulatorServer | None = None, **client_settings):  # noqa: ANN201
@@ -49,10 +49,10 @@ class SyncHarness:
         run_config: dict | None = None,
         **options,
     ) -> ExecuteInProcessResult:
-        """Run a job as Dagster would, with ``options`` as the run's sync_options (or a whole run_config)."""
+        """Run a job as Dagster would, with ``options`` as the run's config (or a whole run_config)."""
         defs = self.definitions(emulator, **(client_settings or {}))
         return defs.resolve_job_def(job).execute_in_process(
-            run_config=run_config or {"resources": {"sync_options": {"config": options}}},
+            run_config=run_config or sync_run_config(options),
             instance=self.instance,
             raise_on_error=False,
         )

@@ -86,6 +86,12 @@ def test_an_id_that_cannot_be_clerks_is_refused_before_anything_runs(
         assert flag in line and problem in line
 
 
+def test_an_option_out_of_range_is_one_line_naming_it_before_anything_runs(environment: None, capsys: pytest.CaptureFixture) -> None:
+    assert main(["sync", "--max-delete-share", "2"]) == 3
+    line = one_line(capsys.readouterr().err)
+    assert "max_delete_share=2.0" in line and "less than or equal to 1" in line
+
+
 def test_ids_clerk_does_not_have_are_listed_in_the_output_and_the_run(
     environment: None, capsys: pytest.CaptureFixture, clerk: EmulatorServer
 ) -> None:
@@ -141,3 +147,38 @@ def test_status_answers_whether_the_mirror_is_right(environment: None, capsys: p
     assert main(["status", "--check"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("Mirror: OK") and "last full sync:     succeeded" in out
+
+
+def test_analyze_is_the_sync_jobs_dry_run_and_nothing_is_handed_over_through_the_environment(
+    environment: None, monkeypatch: pytest.MonkeyPatch, tmp_path, capsys: pytest.CaptureFixture, engine, schema: str, clerk: EmulatorServer
+) -> None:
+    import os
+
+    import sqlalchemy as sa
+    from dagster import DagsterInstance
+
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    before = dict(os.environ)
+    user_id = next(iter(clerk.store.iter_users()))["id"]
+
+    assert main(["analyze", "--user-id", user_id]) == 0
+    assert "drift found" in capsys.readouterr().out
+    assert main(["sync", "--dry-run"]) == 0
+    capsys.readouterr()
+    assert dict(os.environ) == before
+
+    with DagsterInstance.get() as instance:
+        runs = sorted(instance.get_runs(), key=lambda run: instance.get_run_stats(run.run_id).start_time)
+    assert [run.job_name for run in runs] == ["full_sync_job", "full_sync_job"]
+    # Both are the job's dry run, launched with the Launchpad's schema; analyze labels itself in the audit trail.
+    assert runs[0].run_config["ops"]["sync_scope"]["config"] == {
+        "dry_run": True, "user_ids": [user_id], "organization_ids": [], "mode": "analyze"
+    }
+    assert runs[1].run_config["ops"]["sync_scope"]["config"] == {
+        "dry_run": True, "user_ids": [], "organization_ids": [], "allow_mass_delete": False
+    }
+    with engine.connect() as connection:
+        assert connection.execute(sa.text(f'SELECT count(*) FROM "{schema}".users')).scalar_one() == 0
+        audit = connection.execute(sa.text(f'SELECT mode, dry_run, outcome FROM "{schema}".sync_runs ORDER BY id')).all()
+    assert [tuple(row) for row in audit] == [("analyze", True, "dry_run"), ("full", True, "dry_run")]

@@ -105,3 +105,21 @@ def test_a_command_on_the_embedded_database_leaves_no_server_running(home: Path)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "NEVER SYNCED" in completed.stdout
     assert _postmaster_pid(home / "state") is None, "status left the embedded PostgreSQL running"
+
+
+def test_a_sync_on_the_embedded_database_hands_its_url_to_the_job_and_leaves_the_environment_alone(home: Path) -> None:
+    from sync_pipeline.emulator import EmulatorServer
+
+    with EmulatorServer(users=20, orgs=2, seed=1, secret_key="sk_test_embedded_cli", requests_per_10s=0) as clerk:
+        env = {**_env(home), "CLERK_SECRET_KEY": clerk.secret_key, "CLERK_API_URL": clerk.base_url}
+        # The job's resources get the embedded server's URL from the runner, not from a DATABASE_URL it set.
+        script = (
+            "import os, sys; from sync_pipeline.cli import main; code = main(sys.argv[1:]); "
+            "assert 'DATABASE_URL' not in os.environ, 'DATABASE_URL was set for the job'; sys.exit(code)"
+        )
+        completed = subprocess.run(
+            [sys.executable, "-c", script, "sync"], env=env, cwd=home, capture_output=True, text=True, timeout=300
+        )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "users" in completed.stdout and "Mirror rows written: " in completed.stdout
+    assert _postmaster_pid(home / "state") is None, "sync left the embedded PostgreSQL running"

@@ -3,7 +3,7 @@
 It creates the demo application's tables (``examples/app_tables.sql``) beside the mirror,
 seeds the drift a real application accumulates (a few users' tasks and comments, settings
 rows for some users only, one of them twice, rows of a user deleted before the mirror
-existed), points ``SYNC_APP_TABLES`` at ``examples/app_tables.yaml``, then:
+existed), hands each run ``examples/app_tables.yaml`` as ``--config`` would, then:
 
 1. analyzes the tables; 2. syncs (settings and profiles provisioned, the strays cleaned,
 the duplicate removed); 3. deletes a user in the emulator and syncs again (its tasks
@@ -80,13 +80,14 @@ def _delete_in_clerk(user_id: str) -> None:
 
 def run_app_tables_demo(*, users: int, orgs: int, verbose: bool = False) -> int:
     from sync_pipeline import runner
+    from sync_pipeline.defs.run_config import SyncRunConfig
     from sync_pipeline.demo import demo_environment
     from sync_pipeline.mirror.database import create_mirror_engine
 
     if not DEMO_SQL.is_file():
         raise ConfigurationError(f"the demo needs {DEMO_SQL} (run it from a checkout of the repository)")
     with demo_environment(users, orgs) as url:
-        os.environ["SYNC_APP_TABLES"] = str(DEMO_DECLARATIONS)
+        declarations = str(DEMO_DECLARATIONS)  # handed to each run, as `app-tables --config` does
         engine = create_mirror_engine(url)
         try:
             with engine.begin() as connection:
@@ -101,9 +102,12 @@ def run_app_tables_demo(*, users: int, orgs: int, verbose: bool = False) -> int:
         finally:
             engine.dispose()
 
-        print(f"\nThe demo's tables are in schema 'app'; SYNC_APP_TABLES={DEMO_DECLARATIONS}\n")
-        print(runner.analyze_app_tables(user_ids=[], organization_ids=[], samples=2))
-        synced = runner.run_sync(runner.SyncRequest(), verbose=verbose)
+        print(f"\nThe demo's tables are in schema 'app', declared in {DEMO_DECLARATIONS}\n")
+        report = runner.analyze_app_tables(user_ids=[], organization_ids=[], app_tables_config=declarations, samples=2)
+        print(report.summary())
+        if report.exit_code != runner.EXIT_OK:
+            return report.exit_code
+        synced = runner.run_sync(SyncRunConfig(), app_tables_config=declarations, verbose=verbose)
         print("\n" + synced.summary())
         if synced.exit_code != runner.EXIT_OK:
             return synced.exit_code
@@ -111,11 +115,11 @@ def run_app_tables_demo(*, users: int, orgs: int, verbose: bool = False) -> int:
         if doomed:
             _delete_in_clerk(doomed)
             print(f"\nDeleted {doomed} in Clerk (the emulator). Syncing again:")
-            again = runner.run_sync(runner.SyncRequest(), verbose=verbose)
+            again = runner.run_sync(SyncRunConfig(), app_tables_config=declarations, verbose=verbose)
             print(again.summary())
             if again.exit_code != runner.EXIT_OK:
                 return again.exit_code
 
         print("\nIntegrity: foreign keys to the mirror and unique indexes")
-        print(runner.app_tables_integrity(apply=True))
+        print(runner.app_tables_integrity(apply=True, app_tables_config=declarations))
     return runner.EXIT_OK

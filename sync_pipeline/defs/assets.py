@@ -43,7 +43,8 @@ from sync_pipeline.clerk.client import ClerkClient
 from sync_pipeline.clerk.normalize import select_rows
 from sync_pipeline.clerk.snapshot import read_clerk
 from sync_pipeline.defs.metadata import counts_table, plan_metadata, read_report_table, sample_table
-from sync_pipeline.defs.resources import MirrorDatabase, SyncOptions
+from sync_pipeline.defs.resources import MirrorDatabase
+from sync_pipeline.defs.run_config import SCOPE_TAG, RunScope, SyncRunConfig
 from sync_pipeline.diff.plan import SyncPlan
 from sync_pipeline.diff.rules import plan_sync
 from sync_pipeline.mirror.apply import ApplyResult, SyncRunRecord, apply_plan, record_sync_run
@@ -79,7 +80,7 @@ def planned_counts(plan: SyncPlan) -> dict:
 
 
 def sync_run_record(
-    context: AssetExecutionContext, options: SyncOptions, scope: SyncScope, counts: dict | None = None
+    context: AssetExecutionContext, options: SyncRunConfig, scope: SyncScope, counts: dict | None = None
 ) -> SyncRunRecord:
     run = context.instance.get_run_stats(context.run_id) if context.instance else None
     started = datetime.fromtimestamp(run.start_time, tz=timezone.utc) if run and run.start_time else datetime.now(timezone.utc)
@@ -103,25 +104,25 @@ def sync_run_record(
     description="What this run covers: the ids in run config, plus the users and organizations of the webhook "
     "events it answers (named by svix id, or received in a replay window); for a deleted user (or one named by "
     "hand) also the organizations of its live memberships in the mirror, whose members_count moves. A full sync "
-    "also answers every event "
-    "pending when it starts, since it reads all of Clerk afterwards.",
+    "also answers every event pending when it starts, since it reads all of Clerk afterwards. The run's options "
+    "(its config here: dry_run, the guard, the application-table kinds) travel with the scope to every later step.",
 )
-def sync_scope(context: AssetExecutionContext, mirror_db: MirrorDatabase, sync_options: SyncOptions) -> Output[SyncScope]:
+def sync_scope(context: AssetExecutionContext, config: SyncRunConfig, mirror_db: MirrorDatabase) -> Output[RunScope]:
     mirror_db.ensure_ready()
-    explicit = sync_options.explicit_scope
+    explicit = config.explicit_scope
     events = events_for_run(
         mirror_db.engine,
         mirror_db.db_schema,
-        svix_ids=sync_options.webhook_event_ids,
-        since=sync_options.replay_since,
-        until=sync_options.replay_until,
-        pending_too=explicit.is_full and not sync_options.answers_webhooks,
+        svix_ids=config.webhook_event_ids,
+        since=config.replay_since,
+        until=config.replay_until,
+        pending_too=explicit.is_full and not config.answers_webhooks,
     )
     user_ids, organization_ids = inbox.affected_ids(events)
-    if sync_options.answers_webhooks and not (explicit.user_ids or explicit.organization_ids or user_ids or organization_ids):
+    if config.answers_webhooks and not (explicit.user_ids or explicit.organization_ids or user_ids or organization_ids):
         # Never widen an empty partial run into a full sync.
         raise ConfigurationError("the webhook events named for this run affect no user or organization: nothing to sync")
-    if explicit.is_full and not sync_options.answers_webhooks:
+    if explicit.is_full and not config.answers_webhooks:
         scope = SyncScope(event_ids=tuple(e.svix_id for e in events))
     else:
         users = sorted({*explicit.user_ids, *user_ids})
@@ -136,11 +137,14 @@ def sync_scope(context: AssetExecutionContext, mirror_db: MirrorDatabase, sync_o
             event_ids=tuple(e.svix_id for e in events),
         )
     types = pd.Series([e.event_type for e in events], dtype="string").value_counts().to_dict()
+    run_scope = RunScope(scope=scope, options=config)
     return Output(
-        scope,
+        run_scope,
+        tags=run_scope.work_tags,
         metadata={
             "scope": MetadataValue.text(scope.describe()),
-            "mode": MetadataValue.text(sync_options.audit_mode),
+            "mode": MetadataValue.text(config.audit_mode),
+            "dry_run": MetadataValue.bool(config.dry_run),
             "user_ids": MetadataValue.int(len(scope.user_ids)),
             "organization_ids": MetadataValue.int(len(scope.organization_ids)),
             "webhook_events": MetadataValue.int(len(events)),
@@ -152,17 +156,22 @@ def sync_scope(context: AssetExecutionContext, mirror_db: MirrorDatabase, sync_o
 @asset(
     group_name=SYNC_GROUP,
     kinds={"clerk", "pandas"},
-    description="Clerk's users, organizations and memberships in the run's scope, read through the Backend API.",
+    description="Clerk's users, organizations and memberships in the run's scope, read through the Backend API. "
+    "Each materialization is tagged sync_pipeline/scope=full or =partial; a partial one also carries the last full "
+    "read's rows (last_full_read_rows, last_full_read_run), so the latest still shows the whole instance.",
 )
-def clerk_snapshot(sync_scope: SyncScope, clerk: ClerkClient, mirror_db: MirrorDatabase) -> Output[Snapshot]:
+def clerk_snapshot(
+    context: AssetExecutionContext, sync_scope: RunScope, clerk: ClerkClient, mirror_db: MirrorDatabase
+) -> Output[Snapshot]:
     started = time.perf_counter()
+    scope = sync_scope.scope
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mirror-live-keys") as pool:
         # The mirror's live ids, which a full scan's absences are checked against, are read
         # while Clerk is paged: the database works while the client waits on the network.
-        live_keys = pool.submit(read_live_keys, mirror_db.engine, mirror_db.db_schema) if sync_scope.is_full else None
+        live_keys = pool.submit(read_live_keys, mirror_db.engine, mirror_db.db_schema) if scope.is_full else None
         snapshot, report = read_clerk(
             clerk,
-            sync_scope,
+            scope,
             include_private_metadata=mirror_db.include_private_metadata,
             mirror_live_keys=live_keys.result if live_keys is not None else None,
         )
@@ -170,12 +179,14 @@ def clerk_snapshot(sync_scope: SyncScope, clerk: ClerkClient, mirror_db: MirrorD
     throttled = sum(stats.get("responses_429", 0) for stats in report.fetch_stats.values())
     retries = sum(stats.get("retries", 0) for stats in report.fetch_stats.values())
     # A scoped run's ids that Clerk does not have: mistyped, or deleted (their mirror rows go).
-    not_in_clerk = {} if sync_scope.is_full else {"not_in_clerk": MetadataValue.json(ids_not_in_clerk(sync_scope, snapshot))}
+    not_in_clerk = {} if scope.is_full else {"not_in_clerk": MetadataValue.json(ids_not_in_clerk(scope, snapshot))}
     return Output(
         snapshot,
+        tags=sync_scope.work_tags,
         metadata={
-            "scope": MetadataValue.text(sync_scope.describe()),
+            "scope": MetadataValue.text(scope.describe()),
             **not_in_clerk,
+            **({} if scope.is_full else last_full_read(context)),
             "rows_read": read_report_table(report),
             "requests": MetadataValue.int(requests),
             "responses_429": MetadataValue.int(throttled),
@@ -186,6 +197,25 @@ def clerk_snapshot(sync_scope: SyncScope, clerk: ClerkClient, mirror_db: MirrorD
     )
 
 
+# What a partial read of Clerk carries forward from the last full one.
+LAST_FULL_READ_KEYS = ("last_full_read_run", "last_full_read_rows")
+
+
+def last_full_read(context: AssetExecutionContext) -> dict:
+    """The last full read's run and rows, from clerk_snapshot's latest materialization (itself, or what it carried).
+
+    A partial run reads a few ids; its materialization is the latest, and without this the UI would show a
+    handful of rows as if they were Clerk. One lookup, whatever the number of partial runs since.
+    """
+    event = context.instance.get_latest_materialization_event(context.asset_key)
+    latest = event.asset_materialization if event is not None else None
+    if latest is None:
+        return {}
+    if latest.tags.get(SCOPE_TAG) == "full" and "rows_read" in latest.metadata:
+        return {"last_full_read_run": MetadataValue.dagster_run(event.run_id), "last_full_read_rows": latest.metadata["rows_read"]}
+    return {key: latest.metadata[key] for key in LAST_FULL_READ_KEYS if key in latest.metadata}
+
+
 @asset(
     group_name=SYNC_GROUP,
     kinds={"postgres", "pandas"},
@@ -193,12 +223,13 @@ def clerk_snapshot(sync_scope: SyncScope, clerk: ClerkClient, mirror_db: MirrorD
     "scope of the application tables SYNC_APP_TABLES declares, once every declared name has been checked "
     "against the database (a bad one fails the run here, before any write).",
 )
-def mirror_snapshot(sync_scope: SyncScope, mirror_db: MirrorDatabase) -> Output[DatabaseSnapshot]:
+def mirror_snapshot(sync_scope: RunScope, mirror_db: MirrorDatabase) -> Output[DatabaseSnapshot]:
     started = time.perf_counter()
-    state = read_mirror(mirror_db.engine, mirror_db.db_schema, sync_scope)
-    app_tables = read_app_tables(mirror_db.engine, mirror_db.app_tables(), sync_scope)
+    state = read_mirror(mirror_db.engine, mirror_db.db_schema, sync_scope.scope)
+    app_tables = read_app_tables(mirror_db.engine, mirror_db.app_tables(), sync_scope.scope)
     return Output(
         DatabaseSnapshot(mirror=state, app_tables=app_tables),
+        tags=sync_scope.work_tags,
         metadata={
             "schema": MetadataValue.text(mirror_db.db_schema),
             "rows": counts_table(
@@ -227,14 +258,15 @@ def mirror_snapshot(sync_scope: SyncScope, mirror_db: MirrorDatabase) -> Output[
     "duplicates, conflicting e-mails and validation problems; and in the application's tables, rows missing "
     "for a live user or membership, orphaned rows and duplicates.",
 )
-def sync_plan(clerk_snapshot: Snapshot, mirror_snapshot: DatabaseSnapshot, sync_options: SyncOptions) -> Output[SyncPlan]:
+def sync_plan(sync_scope: RunScope, clerk_snapshot: Snapshot, mirror_snapshot: DatabaseSnapshot) -> Output[SyncPlan]:
     started = time.perf_counter()
+    sync_options = sync_scope.options
     mirror = mirror_snapshot.mirror
     plan = plan_sync(clerk_snapshot, mirror.snapshot, live_rows_before=mirror.live_rows)
     plan.app_tables = plan_app_tables(mirror_snapshot.app_tables, clerk_snapshot, sync_options.checked_app_table_kinds())
     metadata = plan_metadata(plan, dry_run=sync_options.dry_run)
     metadata["seconds"] = MetadataValue.float(round(time.perf_counter() - started, 3))
-    return Output(plan, metadata=metadata)
+    return Output(plan, metadata=metadata, tags=sync_scope.work_tags)
 
 
 @multi_asset(
@@ -243,7 +275,7 @@ def sync_plan(clerk_snapshot: Snapshot, mirror_snapshot: DatabaseSnapshot, sync_
             key,
             group_name=MIRROR_GROUP,
             kinds={"postgres"},
-            deps=["sync_plan", "clerk_snapshot"],
+            deps=["sync_scope", "sync_plan", "clerk_snapshot"],
             skippable=True,
             description=f"The mirror table {entity}: what applications join against.",
         )
@@ -254,7 +286,7 @@ def sync_plan(clerk_snapshot: Snapshot, mirror_snapshot: DatabaseSnapshot, sync_
             APP_TABLES_KEY,
             group_name=SYNC_GROUP,
             kinds={"postgres"},
-            deps=["sync_plan", "clerk_snapshot"],
+            deps=["sync_scope", "sync_plan", "clerk_snapshot"],
             skippable=True,
             description="The application's tables SYNC_APP_TABLES declares, kept consistent with Clerk in the "
             "mirror's transaction: rows provisioned, orphans deleted or anonymized, duplicates removed.",
@@ -277,19 +309,20 @@ def sync_plan(clerk_snapshot: Snapshot, mirror_snapshot: DatabaseSnapshot, sync_
             "(of the kinds the run fixes).",
         )
     ],
-    ins={"sync_plan": AssetIn(), "clerk_snapshot": AssetIn()},
+    ins={"sync_scope": AssetIn(), "sync_plan": AssetIn(), "clerk_snapshot": AssetIn()},
     # Subsettable only so that a dry run may skip every output: the plan is applied whole
     # whichever tables are selected, since one transaction must keep them consistent.
     can_subset=True,
 )
 def mirror_tables(
     context: AssetExecutionContext,
+    sync_scope: RunScope,
     sync_plan: SyncPlan,
     clerk_snapshot: Snapshot,
     mirror_db: MirrorDatabase,
-    sync_options: SyncOptions,
 ):
     """Apply the plan in one transaction, then read the scope back and verify it."""
+    sync_options = sync_scope.options
     record = sync_run_record(context, sync_options, sync_plan.scope, counts=planned_counts(sync_plan))
     if sync_options.dry_run:
         record_sync_run(mirror_db.engine, mirror_db.db_schema, record, "dry_run")
@@ -320,6 +353,7 @@ def mirror_tables(
         written = result.rows_written[entity]
         yield MaterializeResult(
             asset_key=key,
+            tags=sync_scope.work_tags,
             metadata={
                 "sync_run_id": MetadataValue.int(result.sync_run_id),
                 "rows_written": MetadataValue.int(sum(written.values())),
@@ -367,7 +401,7 @@ def read_back(mirror_db: MirrorDatabase, plan: SyncPlan, clerk: Snapshot) -> tup
 
 
 def _app_tables_results(
-    mirror_db: MirrorDatabase, sync_options: SyncOptions, sync_plan: SyncPlan, clerk_snapshot: Snapshot, result: ApplyResult
+    mirror_db: MirrorDatabase, sync_options: SyncRunConfig, sync_plan: SyncPlan, clerk_snapshot: Snapshot, result: ApplyResult
 ) -> Iterator[MaterializeResult | AssetCheckResult]:
     """What the apply wrote to the application's tables, and whether they now follow their policies."""
     yield MaterializeResult(

@@ -4,6 +4,7 @@
 import sqlalchemy as sa
 from dagster import (
     AssetCheckExecutionContext,
+    AssetIn,
     AssetCheckResult,
     AssetCheckSeverity,
     MetadataValue,
@@ -12,7 +13,8 @@ from dagster import (
 
 from sync_pipeline import settings
 from sync_pipeline.defs.assets import MIRROR_TABLE_KEYS, clerk_webhook_inbox, planned_counts, sync_plan, sync_run_record
-from sync_pipeline.defs.resources import MirrorDatabase, SyncOptions
+from sync_pipeline.defs.resources import MirrorDatabase
+from sync_pipeline.defs.run_config import RunScope
 from sync_pipeline.diff.guard import delete_guard_violations
 from sync_pipeline.diff.plan import SyncPlan
 from sync_pipeline.mirror.apply import record_sync_run
@@ -24,14 +26,16 @@ SAMPLE_LIMIT = 20
 
 @asset_check(
     asset=sync_plan,
+    additional_ins={"sync_scope": AssetIn("sync_scope")},
     blocking=True,
     description="Refuses a plan that would delete more than max_delete_share of any mirror table's live rows "
     "(a bad or empty snapshot must never wipe the mirror), or delete or anonymize more than that share of a "
     "declared application table's rows, unless allow_mass_delete is set for the run.",
 )
 def delete_guard(
-    context: AssetCheckExecutionContext, sync_plan: SyncPlan, sync_options: SyncOptions, mirror_db: MirrorDatabase
+    context: AssetCheckExecutionContext, sync_plan: SyncPlan, sync_scope: RunScope, mirror_db: MirrorDatabase
 ) -> AssetCheckResult:
+    sync_options = sync_scope.options
     violations = delete_guard_violations(sync_plan, sync_options.max_delete_share)
     metadata = {
         "max_delete_share": MetadataValue.float(sync_options.max_delete_share),

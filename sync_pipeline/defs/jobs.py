@@ -1,7 +1,8 @@
 """Jobs: the full sync and the partial sync. Both run the same assets; run config decides the scope.
 
-``resources.sync_options.config`` carries the scope (user_ids, organization_ids), the
-webhook events to answer (webhook_event_ids, or a replay window), dry_run and the guard.
+``ops.sync_scope.config`` (:class:`~sync_pipeline.defs.run_config.SyncRunConfig`) carries the
+scope (user_ids, organization_ids), the webhook events to answer (webhook_event_ids, or a
+replay window), dry_run and the guard; ``sync_scope`` hands it on to every later step.
 """
 
 from dagster import AssetSelection, define_asset_job
@@ -20,7 +21,7 @@ full_sync_job = define_asset_job(
     "full_sync_job",
     selection=SYNC_ASSETS,
     description="Read all of Clerk and the mirror, plan the difference, apply it behind the delete guard. "
-    "Set resources.sync_options.config (user_ids, organization_ids, dry_run, allow_mass_delete) for a "
+    "Set ops.sync_scope.config (user_ids, organization_ids, dry_run, allow_mass_delete) for a "
     "scoped or dry-run backfill.",
     tags={"sync_pipeline/kind": "full", **WRITES_MIRROR},
 )

@@ -1,4 +1,4 @@
-"""Resources: the mirror database, and the options an engineer sets per run in the Launchpad."""
+"""Resources: the mirror database. What a run does is its config (``sync_pipeline.defs.run_config``), not a resource."""
 
 from __future__ import annotations
 
@@ -10,9 +10,6 @@ from sqlalchemy.engine import Engine
 
 from sync_pipeline import settings
 from sync_pipeline.app_tables.config import AppTablesConfig, load_config
-from sync_pipeline.diff.guard import DEFAULT_MAX_DELETE_SHARE
-from sync_pipeline.diff.plan import APP_TABLE_KINDS
-from sync_pipeline.errors import ConfigurationError
 from sync_pipeline.mirror.apply import ApplySettings
 from sync_pipeline.mirror.database import (
     check_connection,
@@ -20,7 +17,6 @@ from sync_pipeline.mirror.database import (
     upgrade_schema,
     validate_schema_name,
 )
-from sync_pipeline.model import SyncScope
 
 
 class MirrorDatabase(ConfigurableResource):
@@ -83,72 +79,3 @@ class MirrorDatabase(ConfigurableResource):
     def teardown_after_execution(self, context) -> None:  # noqa: ANN001 - dagster's signature
         if self._engine is not None:
             self._engine.dispose()
-
-
-class SyncOptions(ConfigurableResource):
-    """What this run does. Set in the Launchpad under ``resources.sync_options.config``.
-
-    Empty id lists mean the whole instance (the daily full sync); ids make a scoped
-    backfill that reads, compares and writes only those users, organizations and their
-    memberships.
-    """
-
-    dry_run: bool = Field(default=False, description="Compute and show everything; write no mirror row.")
-    user_ids: list[str] = Field(default_factory=list, description="Limit the sync to these Clerk user ids.")
-    organization_ids: list[str] = Field(
-        default_factory=list, description="Limit the sync to these Clerk organization ids."
-    )
-    allow_mass_delete: bool = Field(
-        default=False, description="Let this run delete more than max_delete_share of a table."
-    )
-    max_delete_share: float = Field(
-        default=DEFAULT_MAX_DELETE_SHARE,
-        ge=0.0,
-        le=1.0,
-        description="Refuse a sync deleting more than this share of any table's live rows.",
-    )
-    webhook_event_ids: list[str] = Field(
-        default_factory=list,
-        description="Webhook events (svix ids) to answer: their users and organizations join the scope, "
-        "and they are marked processed when the apply commits.",
-    )
-    replay_since: str = Field(
-        default="", description="Replay: re-process webhook events received at or after this ISO time."
-    )
-    replay_until: str = Field(default="", description="Replay: ... and before this ISO time.")
-    mode: str = Field(default="", description="Label in the audit trail; derived from the scope when empty.")
-    app_table_kinds: list[str] = Field(
-        default_factory=lambda: list(APP_TABLE_KINDS),
-        description="Which drift in the application's tables this run fixes: missing (provision), orphaned "
-        "(clean up), duplicate (dedupe). The mirror is synced whatever this says.",
-    )
-
-    def checked_app_table_kinds(self) -> tuple[str, ...]:
-        unknown = [kind for kind in self.app_table_kinds if kind not in APP_TABLE_KINDS]
-        if unknown:
-            raise ConfigurationError(
-                f"sync_options.app_table_kinds: {unknown[0]!r} is not one of {', '.join(APP_TABLE_KINDS)}"
-            )
-        return tuple(self.app_table_kinds)
-
-    @property
-    def explicit_scope(self) -> SyncScope:
-        """The ids named in run config, before webhook events add theirs."""
-        return SyncScope(
-            user_ids=tuple(dict.fromkeys(self.user_ids)),
-            organization_ids=tuple(dict.fromkeys(self.organization_ids)),
-        )
-
-    @property
-    def answers_webhooks(self) -> bool:
-        return bool(self.webhook_event_ids or self.replay_since or self.replay_until)
-
-    @property
-    def audit_mode(self) -> str:
-        if self.mode:
-            return self.mode
-        if self.replay_since or self.replay_until:
-            return "replay"
-        if self.webhook_event_ids:
-            return "partial"
-        return "full" if self.explicit_scope.is_full else "scoped"

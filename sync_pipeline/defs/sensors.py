@@ -31,6 +31,7 @@ from dagster import (
 from sync_pipeline import settings
 from sync_pipeline.defs.jobs import partial_sync_job
 from sync_pipeline.defs.resources import MirrorDatabase
+from sync_pipeline.defs.run_config import SyncRunConfig, sync_run_config
 from sync_pipeline.webhooks import inbox
 from sync_pipeline.webhooks.batches import (  # noqa: F401 - re-exported: the sensor's retry pacing
     FIRST_RETRY_PAUSE_SECONDS,
@@ -43,22 +44,21 @@ from sync_pipeline.webhooks.batches import (  # noqa: F401 - re-exported: the se
 from sync_pipeline.webhooks.orphaned_runs import IN_FLIGHT, fail_orphaned_runs
 
 
-def partial_sync_request(events: list[inbox.InboxEvent], run_key: str) -> RunRequest:
+def partial_sync_options(events: list[inbox.InboxEvent]) -> SyncRunConfig:
+    """The options of the partial sync that answers ``events``: what the sensor launches, and ``webhooks process`` runs."""
     user_ids, organization_ids = inbox.affected_ids(events)
+    return SyncRunConfig(
+        user_ids=list(user_ids),
+        organization_ids=list(organization_ids),
+        webhook_event_ids=[e.svix_id for e in events],
+        mode="partial",
+    )
+
+
+def partial_sync_request(events: list[inbox.InboxEvent], run_key: str) -> RunRequest:
     return RunRequest(
         run_key=run_key,
-        run_config={
-            "resources": {
-                "sync_options": {
-                    "config": {
-                        "user_ids": list(user_ids),
-                        "organization_ids": list(organization_ids),
-                        "webhook_event_ids": [e.svix_id for e in events],
-                        "mode": "partial",
-                    }
-                }
-            }
-        },
+        run_config=sync_run_config(partial_sync_options(events)),
         tags={"sync_pipeline/webhook_events": str(len(events))},
     )
 

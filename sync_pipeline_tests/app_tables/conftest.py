@@ -18,6 +18,7 @@ from dagster import ExecuteInProcessResult
 from sync_pipeline.definitions import build_definitions
 from sync_pipeline.defs.resources import MirrorDatabase
 from sync_pipeline_tests.harness import SyncHarness
+from sync_pipeline.defs.run_config import sync_run_config
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -59,7 +60,7 @@ class AppTablesHarness:
         self, job: str = "full_sync_job", run_config: dict | None = None, *, hard_delete: bool = False, **options
     ) -> ExecuteInProcessResult:
         return build_definitions(self.resources(hard_delete=hard_delete)).resolve_job_def(job).execute_in_process(
-            run_config=run_config or {"resources": {"sync_options": {"config": options}}},
+            run_config=run_config or sync_run_config(options),
             instance=self.sync.instance,
             raise_on_error=False,
         )

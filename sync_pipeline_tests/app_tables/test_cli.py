@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,7 +50,8 @@ def count(engine: sa.Engine, sql: str) -> int:
 
 
 def test_analyze_then_provision_as_a_dry_run_then_applied(
-    environment: None, declarations: Path, engine: sa.Engine, app_schema: str, capsys: pytest.CaptureFixture
+    environment: None, declarations: Path, engine: sa.Engine, app_schema: str, capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     config = ["--config", str(declarations)]
     assert main(["app-tables", "analyze", *config]) == 0
@@ -66,7 +68,12 @@ def test_analyze_then_provision_as_a_dry_run_then_applied(
     assert f"Application-table rows written: " in out and f"{app_schema}.user_settings insert 60" in out
     assert count(engine, f'SELECT count(*) FROM "{app_schema}".user_settings') == 60
 
-    assert main(["analyze"]) == 0  # SYNC_APP_TABLES was set by --config: the plain report covers the tables too
+    # --config is handed to the run, not left in the environment for whatever runs next.
+    assert os.environ["SYNC_APP_TABLES"] == ""
+    assert main(["analyze"]) == 0
+    assert "application tables" not in capsys.readouterr().out
+    monkeypatch.setenv("SYNC_APP_TABLES", str(declarations))
+    assert main(["analyze"]) == 0  # with SYNC_APP_TABLES set, the plain report covers the tables too
     assert "no drift: the mirror matches Clerk and the application tables follow their policies" in capsys.readouterr().out
 
 

@@ -27,9 +27,12 @@ def test_the_asset_graph_runs_from_snapshots_to_the_mirror_tables() -> None:
     mirror = {AssetKey(["clerk_mirror", t]) for t in ("users", "organizations", "organization_memberships")}
 
     assert {AssetKey("clerk_snapshot"), AssetKey("mirror_snapshot"), AssetKey("sync_plan")} | mirror <= keys
-    assert graph.get(AssetKey("sync_plan")).parent_keys == {AssetKey("clerk_snapshot"), AssetKey("mirror_snapshot")}
+    # sync_scope's value carries the run's options (dry_run, the guard, the kinds) besides the scope.
+    assert graph.get(AssetKey("sync_plan")).parent_keys == {
+        AssetKey("sync_scope"), AssetKey("clerk_snapshot"), AssetKey("mirror_snapshot")
+    }
     for key in mirror:
-        assert AssetKey("sync_plan") in graph.get(key).parent_keys
+        assert {AssetKey("sync_scope"), AssetKey("sync_plan")} <= graph.get(key).parent_keys
 
 
 def test_steps_hand_frames_over_as_memory_mapped_arrow_not_pickles() -> None:
@@ -98,3 +101,32 @@ def test_dagster_and_dg_load_the_code_location_from_the_repository_root_with_no_
         completed = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=180)
         assert completed.returncode == 0, completed.stdout + completed.stderr
         assert "Traceback" not in completed.stdout + completed.stderr
+
+
+def test_a_runs_options_are_one_config_schema_for_the_launchpad_the_schedule_and_the_cli(monkeypatch) -> None:  # noqa: ANN001
+    import pytest
+    import yaml
+    from dagster import DagsterInvalidConfigError, build_schedule_context, validate_run_config
+
+    from sync_pipeline.defs.run_config import SyncRunConfig, sync_run_config
+
+    launchpad = yaml.safe_load(
+        "ops:\n  sync_scope:\n    config:\n      dry_run: true\n      user_ids: [user_2nQ7zXc3PqLm9RtY6uVb1WsKdHe]\n"
+    )
+    cli = sync_run_config(SyncRunConfig(dry_run=True, user_ids=["user_2nQ7zXc3PqLm9RtY6uVb1WsKdHe"]))
+    # Validating resolves the resources' EnvVars too; nothing connects.
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:9/none")
+    monkeypatch.setenv("CLERK_SECRET_KEY", "sk_test_validation_only")
+    assert cli == launchpad
+    for job_name in ("full_sync_job", "partial_sync_job"):
+        job = defs.resolve_job_def(job_name)
+        resolved = validate_run_config(job, launchpad)
+        assert resolved["ops"]["sync_scope"]["config"]["max_delete_share"] == 0.1  # the defaults filled in
+        assert "sync_options" not in resolved.get("resources", {})
+        with pytest.raises(DagsterInvalidConfigError):
+            validate_run_config(job, {"resources": {"sync_options": {"config": {"dry_run": True}}}})
+
+    schedule = defs.resolve_schedule_def("daily_full_sync")
+    [request] = schedule.evaluate_tick(build_schedule_context(scheduled_execution_time=None)).run_requests
+    assert request.run_config == {"ops": {"sync_scope": {"config": {}}}}
+    validate_run_config(defs.resolve_job_def("full_sync_job"), request.run_config)

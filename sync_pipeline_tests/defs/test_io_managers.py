@@ -152,7 +152,7 @@ def test_the_sync_job_runs_with_it(harness, tmp_path: Path) -> None:  # noqa: AN
     defs = build_definitions({**harness.resources(), "io_manager": FrameFilesystemIOManager(base_dir=str(tmp_path))})
     for _ in range(2):  # the first sync writes everything, the second nothing
         result = defs.resolve_job_def("full_sync_job").execute_in_process(
-            run_config={"resources": {"sync_options": {"config": {}}}}, instance=harness.instance, raise_on_error=False
+            run_config={"ops": {"sync_scope": {"config": {}}}}, instance=harness.instance, raise_on_error=False
         )
         assert result.success
     assert (tmp_path / "clerk_snapshot.frames").exists()

@@ -14,6 +14,7 @@ from sync_pipeline.emulator import EmulatorServer
 from sync_pipeline.model import ENTITIES, MEMBERSHIPS, ORGANIZATIONS, USERS
 from sync_pipeline_tests.faults.report import FaultReport
 from sync_pipeline_tests.harness import SyncHarness, as_json
+from sync_pipeline.defs.run_config import sync_run_config
 
 # Small pages, so that a fault "on a random page" has pages to choose from (200 users: 4 pages).
 PAGED = {"page_size": 50}
@@ -40,7 +41,7 @@ def run(
     if report is not None:
         report.ran()
     return build_definitions(resources).resolve_job_def(job).execute_in_process(
-        run_config=run_config or {"resources": {"sync_options": {"config": options}}},
+        run_config=run_config or sync_run_config(options),
         instance=instance or harness.instance,
         raise_on_error=False,
     )

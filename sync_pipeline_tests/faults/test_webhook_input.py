@@ -356,7 +356,7 @@ def drain_with_the_sensor(harness: SyncHarness, report: FaultReport, stop: threa
             continue
         cursor = result.cursor
         for request in result.run_requests:
-            answered = len(request.run_config["resources"]["sync_options"]["config"]["webhook_event_ids"])
+            answered = len(request.run_config["ops"]["sync_scope"]["config"]["webhook_event_ids"])
             outcome = run(harness, report, job="partial_sync_job", run_config=request.run_config)
             if not outcome.success:
                 log["failures"].append(failure(outcome))
@@ -481,7 +481,7 @@ def test_a_user_deleted_leaves_no_organization_stale(harness: SyncHarness, fault
     result = run(harness, fault_report, job="partial_sync_job", run_config=request.run_config)
 
     assert result.success, failure(result)
-    assert set(result.output_for_node("sync_scope").organization_ids) == organizations
+    assert set(result.output_for_node("sync_scope").scope.organization_ids) == organizations
     difference = mirror_against_clerk(harness)
     assert not any(difference.missing.values()) and not any(difference.extra.values()), difference
     assert not difference.stale[ORGANIZATIONS] and not difference.stale[MEMBERSHIPS], difference.stale

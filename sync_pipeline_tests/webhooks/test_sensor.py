@@ -48,7 +48,7 @@ def test_each_batch_is_launched_once_and_late_commits_are_not_skipped(harness) -
     store(harness, "msg_a", "user_a")
     result, cursor = tick(harness, cursor)
     (request,) = requests_of(result)
-    options = request.run_config["resources"]["sync_options"]["config"]
+    options = request.run_config["ops"]["sync_scope"]["config"]
     assert options["user_ids"] == ["user_a", "user_b"]
     assert sorted(options["webhook_event_ids"]) == ["msg_a", "msg_b"]
     assert request.run_key == f"webhooks-{batch_digest(['msg_a', 'msg_b'])}-1"
@@ -70,7 +70,7 @@ def test_each_batch_is_launched_once_and_late_commits_are_not_skipped(harness) -
         harness.instance.report_run_canceled(run)
     result, cursor = tick(harness, cursor)
     (request,) = requests_of(result)
-    assert request.run_config["resources"]["sync_options"]["config"]["webhook_event_ids"] == ["msg_late"]
+    assert request.run_config["ops"]["sync_scope"]["config"]["webhook_event_ids"] == ["msg_late"]
 
     with harness.engine.begin() as connection:
         inbox.mark_processed(connection, harness.schema, ["msg_late"], "another-run")
@@ -105,7 +105,7 @@ def test_the_batch_is_bounded(harness, monkeypatch) -> None:  # noqa: ANN001
     result, _ = tick(harness)
 
     (request,) = requests_of(result)
-    assert len(request.run_config["resources"]["sync_options"]["config"]["webhook_event_ids"]) == 3
+    assert len(request.run_config["ops"]["sync_scope"]["config"]["webhook_event_ids"]) == 3
 
 
 def test_a_run_whose_process_is_gone_is_failed_and_its_events_launched_again(harness) -> None:  # noqa: ANN001
@@ -132,7 +132,7 @@ def test_a_run_whose_process_is_gone_is_failed_and_its_events_launched_again(har
     orphan = create_run_for_test(harness.instance, job_name="partial_sync_job", status=DagsterRunStatus.STARTED, tags={PROCESS_TAG: dead.tag()})
     result, _ = tick(harness)
     (request,) = requests_of(result)
-    assert request.run_config["resources"]["sync_options"]["config"]["webhook_event_ids"] == ["msg_orphan"]
+    assert request.run_config["ops"]["sync_scope"]["config"]["webhook_event_ids"] == ["msg_orphan"]
     assert harness.instance.get_run_by_id(orphan.run_id).status == DagsterRunStatus.FAILURE
 
 
