@@ -9,7 +9,7 @@ renders every page once and then measures the sync against bytes served from mem
    request is answered by it and its answer (status, headers, body) kept under the
    request's path and query, byte for byte. The benchmark records by running the
    sync's own fetch once, so the pages kept are exactly the ones the sync asks for.
-2. **serve** (``freeze``): the emulator and its store are dropped; a request waits the
+2. **serve** (``freeze``): the emulator is no longer called; a request waits the
    fixed latency (20 ms), passes Clerk's rate limit (1,000 per 10 s by default: a 429
    with ``Retry-After`` past it, as the emulator and Clerk answer) and gets the kept
    bytes. A request that was not recorded is a 404 whose message says so, and is
@@ -175,7 +175,9 @@ def _serve(conn: Connection, options: dict[str, Any]) -> None:  # runs in the ch
     thread.start()
     while not server.started:
         time.sleep(0.02)
-    conn.send({"base_url": f"http://127.0.0.1:{port}/v1", "counts": {
+    generated = store._generated  # the generated users' ids by position (read only)
+    user_ids = [generated.user_id(i) for i in range(0, store.user_count, max(1, store.user_count // options["sample_users"]))]
+    conn.send({"base_url": f"http://127.0.0.1:{port}/v1", "user_ids": user_ids[: options["sample_users"]], "counts": {
         "users": store.user_count, "organizations": store.organization_count, "organization_memberships": store.membership_count}})
     try:
         while True:
@@ -185,10 +187,11 @@ def _serve(conn: Connection, options: dict[str, Any]) -> None:  # runs in the ch
                 return
             if command == "freeze":
                 app.recording = False
-                app.emulator = None  # the emulator and its store go: serving needs only the bytes
-                del store
                 reply: Any = {"pages": len(app.pages), "bytes": sum(len(p[2]) for p in app.pages.values()),
                               "statuses": _statuses(app.pages)}
+            elif command == "record":
+                app.recording = True
+                reply = None
             elif command == "stats":
                 reply = {"requests": app.requests, "responses_429": app.responses_429, "misses": app.misses,
                          "missed": list(app.missed), "served_bytes": app.served_bytes}
@@ -227,20 +230,27 @@ class PrerenderedClerk:
     requests_per_10s: int = DEFAULT_REQUESTS_PER_10S
     seed: int = 42
     secret_key: str = BENCH_SECRET_KEY
+    sample_users: int = 10  # ids handed back for partial runs, spread over the users
 
     def __enter__(self) -> PrerenderedClerk:
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
         options = {"users": self.users, "orgs": self.orgs, "seed": self.seed, "secret_key": self.secret_key,
-                   "latency_ms": self.latency_ms, "requests_per_10s": self.requests_per_10s}
+                   "latency_ms": self.latency_ms, "requests_per_10s": self.requests_per_10s,
+                   "sample_users": self.sample_users}
         self._process = context.Process(target=_serve, args=(child, options), name="clerk-prerendered", daemon=True)
         self._process.start()
-        if not self._conn.poll(120):
-            self._process.kill()
-            raise RuntimeError("the pre-rendered Clerk did not start within 120 s")
+        deadline = time.monotonic() + 120
+        while not self._conn.poll(0.2):
+            if not self._process.is_alive():
+                raise RuntimeError(f"the pre-rendered Clerk exited while starting (exit code {self._process.exitcode})")
+            if time.monotonic() > deadline:
+                self._process.kill()
+                raise RuntimeError("the pre-rendered Clerk did not start within 120 s")
         hello = self._conn.recv()
         self.base_url: str = hello["base_url"]
         self.counts: dict[str, int] = hello["counts"]
+        self.user_ids: list[str] = hello["user_ids"]
         self.pid = self._process.pid
         return self
 
@@ -254,6 +264,10 @@ class PrerenderedClerk:
     def freeze(self) -> dict[str, Any]:
         """Stop recording: from now on only recorded pages are served, at the latency and rate."""
         return self._call("freeze")
+
+    def record(self) -> None:
+        """Record again (the emulator answers, nothing is rate limited): for a run whose pages are not kept yet."""
+        self._call("record")
 
     def stats(self) -> dict[str, Any]:
         return self._call("stats")

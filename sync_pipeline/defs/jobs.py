@@ -16,6 +16,16 @@ SYNC_ASSETS = (
 # Every sync writes the mirror; the run queue (dagster.yaml) lets one at a time through.
 WRITES_MIRROR = {"sync_pipeline/writes_mirror": "true"}
 
+# Every step of a run in the run worker's own process, by default. The steps run one
+# after the other anyway (each needs the one before; the mirror's live ids are read in a
+# thread beside the Clerk scan, the memberships in a process of their own), and with the
+# multiprocess executor each of the 11 steps starts a Python that imports Dagster and the
+# code location again. Measured with `dagster job execute` (benchmarks/executors.py, see
+# docs/performance.md): a 10-user partial run took 9.1 s in process against 110 s with
+# a process per step on this 2-core machine under load. The Launchpad can still pick
+# `multiprocess` under `execution.config`: this is a default, not a lock.
+IN_PROCESS_BY_DEFAULT = {"execution": {"config": {"in_process": {}}}}
+
 full_sync_job = define_asset_job(
     "full_sync_job",
     selection=SYNC_ASSETS,
@@ -23,6 +33,7 @@ full_sync_job = define_asset_job(
     "Set resources.sync_options.config (user_ids, organization_ids, dry_run, allow_mass_delete) for a "
     "scoped or dry-run backfill.",
     tags={"sync_pipeline/kind": "full", **WRITES_MIRROR},
+    config=IN_PROCESS_BY_DEFAULT,
 )
 
 partial_sync_job = define_asset_job(
@@ -32,4 +43,5 @@ partial_sync_job = define_asset_job(
     "them as the full sync would. Launched by clerk_webhook_sensor; launch it by hand with "
     "webhook_event_ids, or replay_since/replay_until, to re-process events after an outage or a bug.",
     tags={"sync_pipeline/kind": "partial", **WRITES_MIRROR},
+    config=IN_PROCESS_BY_DEFAULT,
 )
