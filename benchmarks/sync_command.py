@@ -133,6 +133,7 @@ class Sampler:
         self.roots = roots
         self.peaks: dict[str, float] = defaultdict(float)
         self.cpu: dict[tuple[str, int], float] = {}
+        self.cpu_at_start: dict[tuple[str, int], float] = {}  # the stand-in's own start and recording are not this run's
         self.postgres_cpu: dict[int, float] = {}
         self._backends: set[int] = set()
         self._database_url, self._schema = database_url, schema
@@ -157,6 +158,7 @@ class Sampler:
                         for name, process in processes:
                             self.peaks[name] = max(self.peaks[name], process.memory_info().rss / MB)
                             times = process.cpu_times()
+                            self.cpu_at_start.setdefault((label, process.pid), times.user + times.system)
                             self.cpu[(label, process.pid)] = times.user + times.system
                     except (psutil.NoSuchProcess, psutil.AccessDenied):
                         continue
@@ -181,8 +183,9 @@ class Sampler:
         self._stop.set()
         self._thread.join()
         cpu: dict[str, float] = defaultdict(float)
-        for (label, _), seconds in self.cpu.items():
-            cpu[label] += seconds
+        for (label, pid), seconds in self.cpu.items():
+            # CPU since the first sample: a process the run started was sampled within 50 ms of its start.
+            cpu[label] += seconds - self.cpu_at_start[(label, pid)]
         return {"rss_mb": dict(self.peaks), "cpu_seconds": dict(cpu), "postgres_cpu_seconds": sum(self.postgres_cpu.values())}
 
 
