@@ -62,6 +62,17 @@ PARTIAL_USERS = 100
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Either benchmark's arguments: the function-driven one's after ``--functions``, else the default's."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--functions" not in argv:
+        from benchmarks import sync_command
+
+        return sync_command._parse(argv)
+    argv.remove("--functions")
+    return _parse_function_args(argv)
+
+
+def _parse_function_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run --functions", description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=1_000_000)
     parser.add_argument("--orgs", type=int, default=None, help="default: users / 10")
@@ -545,7 +556,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return sync_command.main(argv)
     argv.remove("--functions")
-    args = _parse_args(argv)
+    args = _parse_function_args(argv)
     results = run(args)
     if args.memory_scales.strip():
         curve = _memory_scales(args)
