@@ -21,8 +21,9 @@ WRITES_MIRROR = {"sync_pipeline/writes_mirror": "true"}
 # thread beside the Clerk scan, the memberships in a process of their own), and with the
 # multiprocess executor each of the 11 steps starts a Python that imports Dagster and the
 # code location again. Measured with `dagster job execute` (benchmarks/executors.py, see
-# docs/performance.md): a 10-user partial run took 9.1 s in process against 110 s with
-# a process per step on this 2-core machine under load. The Launchpad can still pick
+# docs/performance.md), on 2 loaded cores at 100k users: a 10-user partial run 9.8 s in
+# process against 57.9 s with a process per step, a no-op full run 24.3 s against 84.3 s.
+# The Launchpad can still pick
 # `multiprocess` under `execution.config`: this is a default, not a lock.
 IN_PROCESS_BY_DEFAULT = {"execution": {"config": {"in_process": {}}}}
 
