@@ -23,8 +23,7 @@ WRITES_MIRROR = {"sync_pipeline/writes_mirror": "true"}
 # code location again. Measured with `dagster job execute` (benchmarks/executors.py, see
 # docs/performance.md), on 2 loaded cores at 100k users: a 10-user partial run 9.8 s in
 # process against 57.9 s with a process per step, a no-op full run 24.3 s against 84.3 s.
-# The Launchpad can still pick
-# `multiprocess` under `execution.config`: this is a default, not a lock.
+# The Launchpad can still pick `multiprocess` under `execution.config`: a default, not a lock.
 IN_PROCESS_BY_DEFAULT = {"execution": {"config": {"in_process": {}}}}
 
 full_sync_job = define_asset_job(
