@@ -1,6 +1,11 @@
-"""The benchmark: a full sync at a million users against Clerk's rate limit and Postgres' bulk load.
+"""The benchmarks. By default ``sync-pipeline sync`` measured from outside (benchmarks/sync_command.py):
 
-    .venv/bin/python -m benchmarks.run [--users N --orgs M --latency-ms 50 --rate 1000]
+    .venv/bin/python -m benchmarks.run [--users 100000 --latency-ms 20 --rate 1000 --profile --executors]
+
+With ``--functions`` first, the older benchmark below: the sync's functions driven phase
+by phase against the emulator (the Clerk stand-in computing every page):
+
+    .venv/bin/python -m benchmarks.run --functions [--users N --orgs M --latency-ms 50 --rate 1000]
 
 Runs the Clerk emulator in a process of its own (N users, M organizations, about one
 membership per user, ``--latency-ms`` on every answer, ``--rate`` requests per 10 s for
@@ -57,7 +62,18 @@ PARTIAL_USERS = 100
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
+    """Either benchmark's arguments: the function-driven one's after ``--functions``, else the default's."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--functions" not in argv:
+        from benchmarks import sync_command
+
+        return sync_command._parse(argv)
+    argv.remove("--functions")
+    return _parse_function_args(argv)
+
+
+def _parse_function_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run --functions", description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=1_000_000)
     parser.add_argument("--orgs", type=int, default=None, help="default: users / 10")
     parser.add_argument("--latency-ms", type=float, default=50.0, help="delay of every emulator answer")
@@ -380,7 +396,7 @@ def _memory_scales(args: argparse.Namespace) -> list[dict[str, Any]]:
         with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
             path = handle.name
         command = [
-            sys.executable, "-m", "benchmarks.run", "--users", str(users), "--orgs", str(max(1, int(args.orgs * fraction))),
+            sys.executable, "-m", "benchmarks.run", "--functions", "--users", str(users), "--orgs", str(max(1, int(args.orgs * fraction))),
             "--latency-ms", str(args.latency_ms), "--rate", str(args.rate), "--seed", str(args.seed),
             "--cases", "first", "--no-floors", "--no-handoff", "--memory-scales", "", "--json", path, "--quiet",
         ]
@@ -534,7 +550,13 @@ def render(results: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--functions" not in argv:
+        from benchmarks import sync_command
+
+        return sync_command.main(argv)
+    argv.remove("--functions")
+    args = _parse_function_args(argv)
     results = run(args)
     if args.memory_scales.strip():
         curve = _memory_scales(args)

@@ -17,7 +17,7 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 def test_the_benchmark_runs_every_case_and_writes_its_table(database_url: str, tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     command = [
-        sys.executable, "-m", "benchmarks.run",
+        sys.executable, "-m", "benchmarks.run", "--functions",
         "--users", "2000", "--orgs", "200", "--latency-ms", "0", "--rate", "100000",
         "--naive-sample", "50", "--memory-scales", "0.5",
         "--database-url", database_url, "--json", str(out),
