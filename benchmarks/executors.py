@@ -46,7 +46,9 @@ def launch(env: dict[str, str], job: str, sync_options: dict[str, Any], *, execu
     """One run through ``dagster job execute``; its wall time, its run's and steps' times."""
     from dagster import DagsterInstance
 
-    config: dict[str, Any] = {"resources": {"sync_options": {"config": sync_options}}}
+    from sync_pipeline.defs.run_config import sync_run_config
+
+    config: dict[str, Any] = sync_run_config(sync_options)
     if executor is not None:
         config["execution"] = {"config": {executor: {}}}
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:

@@ -82,7 +82,9 @@ def _child(argv: list[str]) -> int:
 
         gc.freeze()
         gc.set_threshold(*TUNED_GC_THRESHOLD)
-    outcome = runner.run_sync(runner.SyncRequest(dry_run=args.dry_run))
+    from sync_pipeline.defs.run_config import SyncRunConfig
+
+    outcome = runner.run_sync(SyncRunConfig(dry_run=args.dry_run))
     finished = time.perf_counter()
     steps = []
     for stat in instance.get_run_step_stats(outcome.run_id):

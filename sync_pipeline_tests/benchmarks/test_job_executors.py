@@ -10,8 +10,9 @@ import pytest
 from dagster._core.system_config.objects import ResolvedRunConfig
 
 from sync_pipeline.definitions import build_definitions, build_resources
+from sync_pipeline.defs.run_config import OPTIONS_STEP, sync_run_config
 
-SENSOR_LIKE = {"resources": {"sync_options": {"config": {"user_ids": ["user_1"], "webhook_event_ids": ["msg_1"]}}}}
+SENSOR_LIKE = sync_run_config({"user_ids": ["user_1"], "webhook_event_ids": ["msg_1"]})
 
 
 @pytest.fixture
@@ -27,7 +28,7 @@ def test_a_run_with_only_its_sync_options_runs_in_process(definitions, job_name:
     for run_config in ({}, SENSOR_LIKE):
         resolved = ResolvedRunConfig.build(job, run_config)
         assert list(resolved.execution.execution_engine_config) == ["in_process"], run_config
-    assert ResolvedRunConfig.build(job, SENSOR_LIKE).resources["sync_options"].config["user_ids"] == ["user_1"]
+    assert ResolvedRunConfig.build(job, SENSOR_LIKE).ops[OPTIONS_STEP].config["user_ids"] == ["user_1"]
 
 
 @pytest.mark.parametrize("job_name", ["full_sync_job", "partial_sync_job"])
