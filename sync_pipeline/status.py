@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from sync_pipeline.model import ENTITIES
 from sync_pipeline.webhooks import inbox
 
 # A daily schedule plus slack: past this, the last full sync is too old to vouch for the mirror.
@@ -123,7 +124,7 @@ def mirror_status(engine: Engine, schema: str, *, max_wait_seconds: float, now: 
         last_failure = _last_run(connection, schema, f"{real} AND outcome IN ('failed', 'refused')")
         live_rows = {
             entity: connection.execute(sa.text(f'SELECT count(*) FROM "{schema}".{entity} WHERE deleted_at IS NULL')).scalar_one()
-            for entity in ("users", "organizations", "organization_memberships")
+            for entity in ENTITIES
         }
     health = inbox.inbox_health(engine, schema)
 

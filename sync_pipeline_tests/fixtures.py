@@ -135,9 +135,9 @@ def clerk_snapshot(
     scope: model.SyncScope | None = None,
 ) -> model.Snapshot:
     return model.Snapshot(
-        frame(model.USERS, list(users)),
-        frame(model.ORGANIZATIONS, list(organizations)),
-        frame(model.MEMBERSHIPS, list(memberships)),
+        users=frame(model.USERS, list(users)),
+        organizations=frame(model.ORGANIZATIONS, list(organizations)),
+        organization_memberships=frame(model.MEMBERSHIPS, list(memberships)),
         scope=scope or model.SyncScope(),
     )
 
@@ -159,8 +159,9 @@ def mirror_snapshot(
 ) -> model.Snapshot:
     """``deleted`` maps ids (of any entity) to their ``deleted_at``; the other rows are live."""
     return model.Snapshot(
-        mirror_frame(model.USERS, list(users), deleted),
-        mirror_frame(model.ORGANIZATIONS, list(organizations), deleted),
-        mirror_frame(model.MEMBERSHIPS, list(memberships), deleted),
         scope=scope or model.SyncScope(),
+        **{
+            entity: mirror_frame(entity, list(objects), deleted)
+            for entity, objects in zip(model.ENTITIES, (users, organizations, memberships))
+        },
     )

@@ -40,7 +40,7 @@ from dagster import (
 from sync_pipeline.app_tables.rules import plan_app_tables
 from sync_pipeline.app_tables.snapshot import AppTablesSnapshot, read_app_tables
 from sync_pipeline.clerk.client import ClerkClient
-from sync_pipeline.clerk.normalize import select_rows
+from sync_pipeline.frames import select_rows
 from sync_pipeline.clerk.snapshot import read_clerk
 from sync_pipeline.defs.metadata import counts_table, plan_metadata, read_report_table, sample_table
 from sync_pipeline.defs.resources import MirrorDatabase, SyncOptions

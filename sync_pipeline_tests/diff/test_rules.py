@@ -159,9 +159,7 @@ def test_only_changed_rows_are_upserted_among_many():
 def test_turning_private_metadata_off_updates_the_mirror(entity):
     obj = fx.load({U: "user", O: "organization", M: "organization_membership"}[entity])
     clerk = fx.clerk_snapshot(**{_arg(entity): [obj]})
-    clerk = model.Snapshot(
-        *(fx.frame(e, [obj] if e == entity else [], include_private_metadata=False) for e in model.ENTITIES)
-    )
+    clerk = model.Snapshot(**{entity: fx.frame(entity, [obj], include_private_metadata=False)})
     mirror = fx.mirror_snapshot(**{_arg(entity): [obj]})
     expected = ["raw_digest"] if entity == M else ["private_metadata", "raw_digest"]
     assert changed(plan(clerk, mirror), entity) == {obj["id"]: expected}
@@ -284,7 +282,7 @@ def test_clerk_rows_repeated_by_id_keep_the_latest():
     old = fx.user("user_1", "a@x", first_name="Old", updated_at=1)
     new = fx.user("user_1", "a@x", first_name="New", updated_at=2)
     users = pd.concat([fx.frame(U, [new]), fx.frame(U, [old])], ignore_index=True)
-    clerk = model.Snapshot(users, fx.frame(O, []), fx.frame(M, []))
+    clerk = model.Snapshot(users=users)
     p = plan(clerk, fx.mirror_snapshot())
     assert kinds(p, U) == {"user_1": INSERT}
     assert p.entity(U).upserts.loc[0, "first_name"] == "New"
@@ -339,7 +337,7 @@ def test_mirror_rows_repeated_by_id_are_reported_and_the_live_one_used():
     obj = fx.user("user_1", "a@x")
     live = fx.mirror_frame(U, [obj])
     gone = fx.mirror_frame(U, [obj], deleted={"user_1": 1})
-    mirror = model.Snapshot(pd.concat([gone, live], ignore_index=True), fx.mirror_frame(O, []), fx.mirror_frame(M, []))
+    mirror = model.Snapshot(**{**fx.mirror_snapshot().frames, "users": pd.concat([gone, live], ignore_index=True)})
     p = plan(fx.clerk_snapshot([obj]), mirror)
     assert p.is_noop
     assert dups(p, U) == [("user_1", "user_1", "user_1", "mirror")]
@@ -353,7 +351,7 @@ def test_mirror_frames_with_extra_columns_and_object_dtypes():
     mirror = fx.mirror_snapshot([obj])
     users = mirror.users.astype(object)
     users["synced_at"] = 123
-    mirror = model.Snapshot(users, mirror.organizations, mirror.organization_memberships)
+    mirror = model.Snapshot(**{**mirror.frames, "users": users})
     assert plan(fx.clerk_snapshot([obj]), mirror).is_noop
 
 
