@@ -20,6 +20,7 @@ from sync_pipeline.emulator.app import (
 from sync_pipeline.emulator.faults import Fault, FaultInjector, FaultKind
 from sync_pipeline.emulator.server import EmulatorServer, run_emulator
 from sync_pipeline.emulator.store import (
+    ChangeRefused,
     ClerkStore,
     InvalidParameter,
     ObjectNotFound,
@@ -34,6 +35,7 @@ from sync_pipeline.emulator.webhooks import (
 )
 
 __all__ = [
+    "ChangeRefused",
     "DEFAULT_SECRET_KEY",
     "SVIX_RETRY_SCHEDULE_S",
     "ClerkEmulatorApp",

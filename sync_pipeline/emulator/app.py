@@ -105,10 +105,10 @@ class EmulatorSettings:
     body (None: never). ``GET /organization_memberships`` has the same pair
     (``memberships_offset_*``); its timeout is off by default, as its spec says nothing.
 
-    ``gone_parent_answer``: what ``GET /users/{id}/organization_memberships`` and
-    ``GET /organizations/{id}/memberships`` answer for a user or organization that does
-    not exist (deleted, or never was). Clerk does not document it (the first lists 200
-    and 403, the second 200, 401 and 422), so any of :data:`GONE_PARENT_ANSWERS`:
+    ``gone_parent_answer``: what ``GET /users/{id}/organization_memberships``,
+    ``GET /organizations/{id}/memberships`` and ``GET /organizations/{id}/domains`` answer
+    for a user or organization that does not exist (deleted, or never was). Clerk does not
+    document it (the first lists 200 and 403, the others 200, 401 and 422), so any of :data:`GONE_PARENT_ANSWERS`:
     ``"404"`` (the default), ``"403"`` and ``"422"`` with Clerk's error body, or
     ``"empty"``: a 200 with no rows. ``GET /users/{id}`` and ``GET /organizations/{id}``
     answer 404 whatever this says.
@@ -367,6 +367,15 @@ def _flag(request: Request, name: str) -> bool:
     return raw == "true"
 
 
+def _listed(request: Request, name: str) -> tuple[str, ...]:
+    """A filter given repeated (``status=a&status=b``) or comma-separated (``status=a,b``)."""
+    return tuple(part for value in _values(request, name) for part in value.split(",") if part)
+
+
+def _optional_flag(request: Request, name: str) -> bool | None:
+    return _flag(request, name) if name in request.query_params else None
+
+
 def _user_query(request: Request, settings: EmulatorSettings, *, for_count: bool) -> UserQuery:
     return UserQuery(
         user_ids=_values(request, "user_id"),
@@ -415,6 +424,18 @@ class ClerkEmulatorApp:
                 Route("/v1/organizations/{organization_id}", self._get_organization),
                 Route("/v1/organizations/{organization_id}/memberships", self._list_organization_memberships),
                 Route("/v1/organization_memberships", self._list_memberships),
+                Route("/v1/organization_roles", self._list_roles),
+                Route("/v1/organization_roles/{organization_role_id}", self._get_role),
+                Route("/v1/organization_permissions", self._list_permissions),
+                Route("/v1/organization_permissions/{permission_id}", self._get_permission),
+                Route("/v1/organization_invitations", self._list_invitations),
+                Route("/v1/organizations/{organization_id}/invitations", self._list_organization_invitations),
+                Route(
+                    "/v1/organizations/{organization_id}/invitations/{invitation_id}",
+                    self._get_organization_invitation,
+                ),
+                Route("/v1/organization_domains", self._list_domains),
+                Route("/v1/organizations/{organization_id}/domains", self._list_organization_domains),
             ],
             exception_handlers={
                 InvalidParameter: self._invalid_parameter,
@@ -681,6 +702,86 @@ class ClerkEmulatorApp:
             return timed_out
         return _paginated(_as_served(texts, request), total)
 
+    # -- roles, permissions, invitations, domains ------------------------------------------
+
+    async def _list_roles(self, request: Request) -> Response:
+        limit, offset = _page(request)
+        texts, total = self.store.list_roles(
+            limit=limit, offset=offset, order_by=_order_by(request, "-created_at"),
+            query=request.query_params.get("query") or None,
+        )
+        return _paginated(_as_served(texts, request), total)
+
+    async def _get_role(self, request: Request) -> Response:
+        role_id = request.path_params["organization_role_id"]
+        role = self.store.get_role(role_id)
+        if role is None:
+            raise ObjectNotFound("role", role_id)
+        return _json(to_json(role))
+
+    async def _list_permissions(self, request: Request) -> Response:
+        limit, offset = _page(request)
+        # The spec names no default order for permissions; the roles' (-created_at) is used.
+        texts, total = self.store.list_permissions(
+            limit=limit, offset=offset, order_by=_order_by(request, "-created_at"),
+            query=request.query_params.get("query") or None,
+        )
+        return _paginated(_as_served(texts, request), total)
+
+    async def _get_permission(self, request: Request) -> Response:
+        permission_id = request.path_params["permission_id"]
+        permission = self.store.get_permission(permission_id)
+        if permission is None:
+            raise ObjectNotFound("permission", permission_id)
+        return _json(to_json(permission))
+
+    async def _list_invitations(self, request: Request) -> Response:
+        limit, offset = _page(request)
+        texts, total = self.store.list_invitations(
+            limit=limit, offset=offset, order_by=_order_by(request, "-created_at"),
+            statuses=_listed(request, "status"), query=request.query_params.get("query") or None,
+        )
+        return _paginated(_as_served(texts, request), total)
+
+    async def _list_organization_invitations(self, request: Request) -> Response:
+        limit, offset = _page(request)
+        texts, total = self.store.list_organization_invitations(
+            request.path_params["organization_id"], limit=limit, offset=offset,
+            order_by=_order_by(request, "-created_at"), statuses=_listed(request, "status"),
+            email_address=request.query_params.get("email_address"),
+        )  # an organization that does not exist: ObjectNotFound, the 404 the spec documents
+        return _paginated(_as_served(texts, request), total)
+
+    async def _get_organization_invitation(self, request: Request) -> Response:
+        invitation_id = request.path_params["invitation_id"]
+        text = self.store.get_organization_invitation_json(request.path_params["organization_id"], invitation_id)
+        if text is None:
+            raise ObjectNotFound("organization_invitation", invitation_id)
+        return _json(text)
+
+    async def _list_domains(self, request: Request) -> Response:
+        limit, offset = _page(request)
+        texts, total = self.store.list_domains(
+            limit=limit, offset=offset, order_by=_order_by(request, "-created_at"),
+            organization_id=request.query_params.get("organization_id"),
+            verified=_optional_flag(request, "verified"), enrollment_modes=_listed(request, "enrollment_mode"),
+            query=request.query_params.get("query"), domains=_values(request, "domains"),
+        )
+        return _paginated(_as_served(texts, request), total)
+
+    async def _list_organization_domains(self, request: Request) -> Response:
+        limit, offset = _page(request)
+        organization_id = request.path_params["organization_id"]
+        verified = _optional_flag(request, "verified")
+        enrollment_modes = _listed(request, "enrollment_mode")
+        try:
+            texts, total = self.store.list_organization_domains(
+                organization_id, limit=limit, offset=offset, verified=verified, enrollment_modes=enrollment_modes
+            )
+        except ObjectNotFound:
+            # Documented answers 200, 401, 422 only: a gone organization as the membership lists answer it.
+            return self._gone_parent("organization_id", organization_id)
+        return _paginated(_as_served(texts, request), total)
 
     # -- the admin API (module docstring) -------------------------------------------------
 
