@@ -1,7 +1,8 @@
 """A Clerk Backend API emulator: real HTTP, Clerk's shapes, deterministic generated data.
 
 Serves the subset of Clerk's Backend API the pipeline reads (users, organizations,
-memberships; see /work/shared/clerk/README.md) over data generated from a seed, with
+memberships, organization roles and permissions, invitations and domains; see
+/work/shared/clerk/README.md) over data generated from a seed, with
 Clerk's auth, rate limits and error bodies, configurable latency and injectable faults.
 Scales to a million users. See :class:`EmulatorServer` (tests), :func:`run_emulator`
 (the CLI) and :class:`ClerkStore` (the data and its mutation API).

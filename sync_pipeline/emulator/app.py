@@ -28,9 +28,24 @@ otherwise), but no latency, rate limit, injected faults or request counts. JSON 
   ``org:member``), metadata; ``PATCH /_emulator/memberships/{id}``: ``role``, metadata;
   ``DELETE /_emulator/memberships/{id}``.
 
-Each answers 200 with the resulting object: the user, organization or membership, a
-DeletedObject for a deleted user or organization, the removed membership for a deleted
-one. Unknown ids are 404, unknown fields or refused values 422 (Clerk's error body).
+- ``POST /_emulator/organization_roles`` (:meth:`ClerkStore.create_role`: ``name``, ``key``,
+  ``permissions`` as ids...); ``PATCH`` and ``DELETE /_emulator/organization_roles/{id}``;
+  ``POST`` / ``DELETE /_emulator/organization_roles/{id}/permissions/{permission_id}``
+  (grant, take away);
+- ``POST /_emulator/organization_permissions``; ``PATCH`` and ``DELETE
+  /_emulator/organization_permissions/{id}``;
+- ``POST /_emulator/organizations/{id}/invitations`` (``email_address``, ``role``,
+  ``inviter_user_id``...); ``POST /_emulator/invitations/{id}/accept`` (optional
+  ``user_id``) and ``/revoke`` (optional ``requesting_user_id``);
+- ``POST /_emulator/organizations/{id}/domains`` (``name``, ``enrollment_mode``,
+  ``verified``); ``PATCH`` and ``DELETE /_emulator/domains/{id}``.
+
+Each answers 200 with the resulting object: the user, organization, membership, role,
+permission, invitation or domain, a DeletedObject for a deleted user, organization, role,
+permission or domain, the removed membership for a deleted one. Unknown ids are 404,
+unknown fields or refused values 422, and what Clerk refuses with a status of its own
+(a system permission: 403, a permission a role already has: 409, a settled invitation:
+400) that status (Clerk's error body).
 """
 
 from __future__ import annotations
@@ -59,7 +74,14 @@ from starlette.types import Message, Receive, Scope, Send
 
 from sync_pipeline.emulator.faults import Fault, FaultInjector, FaultKind
 from sync_pipeline.emulator.objects import to_json
-from sync_pipeline.emulator.store import ClerkStore, InvalidParameter, ObjectNotFound, OrganizationQuery, UserQuery
+from sync_pipeline.emulator.store import (
+    ChangeRefused,
+    ClerkStore,
+    InvalidParameter,
+    ObjectNotFound,
+    OrganizationQuery,
+    UserQuery,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -463,6 +485,37 @@ class ClerkEmulatorApp:
                     self._admin_change_membership,
                     methods=["PATCH", "DELETE"],
                 ),
+                Route(f"{ADMIN_PREFIX}/organization_roles", self._admin_create_role, methods=["POST"]),
+                Route(
+                    f"{ADMIN_PREFIX}/organization_roles/{{role_id}}", self._admin_change_role, methods=["PATCH", "DELETE"]
+                ),
+                Route(
+                    f"{ADMIN_PREFIX}/organization_roles/{{role_id}}/permissions/{{permission_id}}",
+                    self._admin_role_permission,
+                    methods=["POST", "DELETE"],
+                ),
+                Route(f"{ADMIN_PREFIX}/organization_permissions", self._admin_create_permission, methods=["POST"]),
+                Route(
+                    f"{ADMIN_PREFIX}/organization_permissions/{{permission_id}}",
+                    self._admin_change_permission,
+                    methods=["PATCH", "DELETE"],
+                ),
+                Route(
+                    f"{ADMIN_PREFIX}/organizations/{{organization_id}}/invitations",
+                    self._admin_create_invitation,
+                    methods=["POST"],
+                ),
+                Route(
+                    f"{ADMIN_PREFIX}/invitations/{{invitation_id}}/{{action}}",
+                    self._admin_settle_invitation,
+                    methods=["POST"],
+                ),
+                Route(
+                    f"{ADMIN_PREFIX}/organizations/{{organization_id}}/domains",
+                    self._admin_create_domain,
+                    methods=["POST"],
+                ),
+                Route(f"{ADMIN_PREFIX}/domains/{{domain_id}}", self._admin_change_domain, methods=["PATCH", "DELETE"]),
             ],
             exception_handlers={
                 InvalidParameter: self._invalid_parameter,
@@ -816,6 +869,50 @@ class ClerkEmulatorApp:
             return _admin_answer(self.store.delete_membership, {}, membership_id)
         return _admin_answer(self.store.update_membership, await _admin_body(request), membership_id)
 
+    async def _admin_create_role(self, request: Request) -> Response:
+        return _admin_answer(self.store.create_role, await _admin_body(request))
+
+    async def _admin_change_role(self, request: Request) -> Response:
+        role_id = request.path_params["role_id"]
+        if request.method == "DELETE":
+            return _admin_answer(self.store.delete_role, {}, role_id)
+        return _admin_answer(self.store.update_role, await _admin_body(request), role_id)
+
+    async def _admin_role_permission(self, request: Request) -> Response:
+        change = self.store.assign_permission if request.method == "POST" else self.store.remove_permission
+        return _admin_answer(change, {}, request.path_params["role_id"], request.path_params["permission_id"])
+
+    async def _admin_create_permission(self, request: Request) -> Response:
+        return _admin_answer(self.store.create_permission, await _admin_body(request))
+
+    async def _admin_change_permission(self, request: Request) -> Response:
+        permission_id = request.path_params["permission_id"]
+        if request.method == "DELETE":
+            return _admin_answer(self.store.delete_permission, {}, permission_id)
+        return _admin_answer(self.store.update_permission, await _admin_body(request), permission_id)
+
+    async def _admin_create_invitation(self, request: Request) -> Response:
+        return _admin_answer(
+            self.store.create_invitation, await _admin_body(request), request.path_params["organization_id"]
+        )
+
+    async def _admin_settle_invitation(self, request: Request) -> Response:
+        settle = {"accept": self.store.accept_invitation, "revoke": self.store.revoke_invitation}.get(
+            request.path_params["action"]
+        )
+        if settle is None:
+            raise ObjectNotFound("route", request.url.path)
+        return _admin_answer(settle, await _admin_body(request), request.path_params["invitation_id"])
+
+    async def _admin_create_domain(self, request: Request) -> Response:
+        return _admin_answer(self.store.create_domain, await _admin_body(request), request.path_params["organization_id"])
+
+    async def _admin_change_domain(self, request: Request) -> Response:
+        domain_id = request.path_params["domain_id"]
+        if request.method == "DELETE":
+            return _admin_answer(self.store.delete_domain, {}, domain_id)
+        return _admin_answer(self.store.update_domain, await _admin_body(request), domain_id)
+
 
 async def _admin_body(request: Request) -> dict[str, Any]:
     """The request's JSON object (an empty body is ``{}``); 422 otherwise."""
@@ -844,6 +941,8 @@ def _admin_answer(change: Callable[..., dict[str, Any]], fields: dict[str, Any],
         raise InvalidParameter(unknown[0], f"unknown field(s): {', '.join(unknown)}")
     try:
         result = change(*ids, **fields)
+    except ChangeRefused as error:  # a 400, 403 or 409 of Clerk's own
+        return clerk_error(error.status, error.code, "refused", error.long_message)
     except (ValueError, TypeError) as error:
         if isinstance(error, InvalidParameter):
             raise

@@ -115,6 +115,16 @@ class AccessStore(StoreState):
             permission = next((p for p in self._permissions.values() if p.key == key), None)
             return None if permission is None else permission.shown()
 
+    def iter_roles(self) -> list[dict[str, Any]]:
+        """Every role, oldest first."""
+        with self._lock:
+            return [role.shown(self._permissions) for role in self._roles.values()]
+
+    def iter_permissions(self) -> list[dict[str, Any]]:
+        """Every permission, oldest first."""
+        with self._lock:
+            return [permission.shown() for permission in self._permissions.values()]
+
     def list_roles(
         self, *, limit: int, offset: int, order_by: str = "-created_at", query: str | None = None
     ) -> tuple[list[str], int]:

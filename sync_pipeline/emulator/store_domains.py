@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sync_pipeline.emulator.objects import (
@@ -16,7 +16,13 @@ from sync_pipeline.emulator.objects import (
     to_json,
 )
 from sync_pipeline.emulator.owned_records import OwnedRecords
-from sync_pipeline.emulator.store_common import InvalidParameter, ObjectNotFound, parse_order_by, sort_key
+from sync_pipeline.emulator.store_common import (
+    SCAN_BATCH,
+    InvalidParameter,
+    ObjectNotFound,
+    parse_order_by,
+    sort_key,
+)
 from sync_pipeline.emulator.store_state import StoreState
 
 # order_by of GET /organization_domains: "by their name or created_at".
@@ -149,10 +155,15 @@ class DomainStore(StoreState):
             position = self._domains.position(domain_id)
             return None if position is None else self._domains_shown([position])[0]
 
-    def iter_domains(self) -> list[dict[str, Any]]:
+    def iter_domains(self) -> Iterator[dict[str, Any]]:
         """Every live domain, oldest first."""
         with self._lock:
-            return self._domains_shown(self._domains.live_by_creation())
+            positions = self._domains.live_by_creation()
+        for start in range(0, len(positions), SCAN_BATCH):
+            with self._lock:
+                live = [p for p in positions[start : start + SCAN_BATCH] if self._domains.positions.is_live(p)]
+                shown = self._domains_shown(live)
+            yield from shown
 
     @property
     def domain_count(self) -> int:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sync_pipeline.emulator.objects import InvitationRecord, invitation_shown, to_json
 from sync_pipeline.emulator.owned_records import OwnedRecords
 from sync_pipeline.emulator.store_common import (
     ChangeRefused,
+    SCAN_BATCH,
     InvalidParameter,
     ObjectNotFound,
     parse_order_by,
@@ -157,10 +158,15 @@ class InvitationStore(StoreState):
             position = self._invitations.position(invitation_id)
             return None if position is None else self._invitations_shown([position], with_organization=True)[0]
 
-    def iter_invitations(self) -> list[dict[str, Any]]:
+    def iter_invitations(self) -> Iterator[dict[str, Any]]:
         """Every live invitation, oldest first (as the instance-wide list shows them)."""
         with self._lock:
-            return self._invitations_shown(self._invitations.live_by_creation(), with_organization=True)
+            positions = self._invitations.live_by_creation()
+        for start in range(0, len(positions), SCAN_BATCH):
+            with self._lock:
+                live = [p for p in positions[start : start + SCAN_BATCH] if self._invitations.positions.is_live(p)]
+                shown = self._invitations_shown(live, with_organization=True)
+            yield from shown
 
     @property
     def invitation_count(self) -> int:

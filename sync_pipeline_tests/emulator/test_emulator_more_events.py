@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
+
 import pytest
 
 from sync_pipeline.emulator import ClerkStore, EmulatorServer, WebhookDispatcher
@@ -128,3 +130,34 @@ def test_a_role_change_reaches_the_receiver_and_no_membership_event_follows(
     granted = [p["key"] for p in receiver.received[0].event["data"]["permissions"]]
     assert "org:reports:read" in granted
     assert members and all(m["permissions"] == granted for m in members)
+
+
+def test_the_admin_api_changes_them_with_clerks_answers(receiver: Receiver, secret: str) -> None:
+    with EmulatorServer(users=50, orgs=5, seed=7, requests_per_10s=0) as server:
+        dispatcher = server.deliver_webhooks_to(receiver.url, secret, background=False, retry_delays=FAST_RETRIES)
+        headers = {"Authorization": f"Bearer {server.secret_key}"}
+        with httpx.Client(base_url=server.admin_url, headers=headers, timeout=5) as admin:
+            permission = admin.post("/organization_permissions", json={"name": "Ship", "key": "org:ships:sail"}).json()
+            role = admin.post("/organization_roles", json={"name": "Captain", "key": "org:captain"}).json()
+            granted = admin.post(f"/organization_roles/{role['id']}/permissions/{permission['id']}")
+            assert [p["key"] for p in granted.json()["permissions"]] == ["org:ships:sail"]
+            assert admin.post(f"/organization_roles/{role['id']}/permissions/{permission['id']}").status_code == 409
+            system = server.store.permission_with_key("org:sys_profile:manage")
+            assert admin.patch(f"/organization_permissions/{system['id']}", json={"name": "x"}).status_code == 403
+            organization = next(server.store.iter_organizations())
+            invitation = admin.post(
+                f"/organizations/{organization['id']}/invitations", json={"email_address": "eve@example.com"}
+            ).json()
+            assert admin.post(f"/invitations/{invitation['id']}/revoke").json()["status"] == "revoked"
+            assert admin.post(f"/invitations/{invitation['id']}/accept").status_code == 400  # settled already
+            domain = admin.post(f"/organizations/{organization['id']}/domains", json={"name": "ships.example"}).json()
+            assert admin.patch(f"/domains/{domain['id']}", json={"verified": False}).json()["verification"]["status"] == "unverified"
+            assert admin.delete(f"/domains/{domain['id']}").json()["deleted"] is True
+            assert admin.delete("/domains/orgdmn_nope").status_code == 404
+        assert dispatcher.flush(timeout=5)
+    assert [r.type for r in receiver.received] == [
+        "permission.created", "role.created", "role.updated", "organizationInvitation.created",
+        "organizationInvitation.revoked", "organizationDomain.created", "organizationDomain.updated",
+        "organizationDomain.deleted",
+    ]
+    assert all(r.verified for r in receiver.received)
