@@ -77,9 +77,14 @@ def test_bad_parameters_are_422(client: httpx.Client, path: str, params: dict[st
 
 
 def test_a_missing_key_is_401(emulator: EmulatorServer) -> None:
+    organization = next(emulator.store.iter_organizations())["id"]
     with http_client(emulator, headers={}) as anonymous:
-        for path in ("/organization_roles", "/organization_permissions"):
-            assert anonymous.get(path).status_code == 401
+        for path in (
+            "/organization_roles", "/organization_permissions", "/organization_invitations", "/organization_domains",
+            f"/organizations/{organization}/invitations", f"/organizations/{organization}/domains",
+        ):
+            answer = anonymous.get(path)
+            assert answer.status_code == 401 and answer.json()["errors"][0]["code"] == "authentication_invalid"
 
 
 def test_every_membership_holds_a_listed_role_and_its_permissions(emulator: EmulatorServer, client: httpx.Client) -> None:
