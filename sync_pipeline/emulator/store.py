@@ -6,6 +6,9 @@ is creation order, which for users and organizations is also ``created_at`` orde
 the default listings page by arithmetic on positions (a binary search over the few
 deleted positions), with no sorting and no per-request work proportional to the data.
 
+Invitations and domains have positions too, grouped by organization (see
+:mod:`.owned_records`); roles and permissions, a handful, are plain records.
+
 Objects are generated on demand (see :mod:`.generate`); an object created or changed
 through the mutation API is kept as a dict in an overlay that takes precedence. Deleted
 positions are remembered so pages skip them. Every mutation appends the webhook event
