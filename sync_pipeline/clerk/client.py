@@ -246,20 +246,29 @@ class ClerkClient(dg.ConfigurableResource):
         """The organizations with these ids that exist (``GET /organizations/{id}``; 404 → absent)."""
         return self.fetch_by_id(catalog.ORGANIZATIONS.name, ids, on_page)
 
-    def fetch_children(self, entity: str, of: str, ids: Iterable[str], on_page: OnPage | None = None) -> FetchResult:
+    def fetch_children(
+        self,
+        entity: str,
+        of: str,
+        ids: Iterable[str],
+        on_page: OnPage | None = None,
+        *,
+        known_parents: Iterable[str] = (),
+    ) -> FetchResult:
         """Every row of ``entity`` under these rows of its parent entity ``of``, from the
         description's by-parent list (``GET /users/{id}/organization_memberships``, …).
 
         A list answering 404, 403, 422 or an empty page for a parent is checked with the
         parent's own by-id path: a 404 there means the parent is gone (no children; its id
-        is in ``.stats.gone_parents``); otherwise an error stays an error.
+        is in ``.stats.gone_parents``); otherwise an error stays an error. An empty list
+        under one of ``known_parents`` (just read) is believed without that check.
         """
         description = catalog.describe(entity)
         unique = _unique_ids(ids, of)
         return self._execute(
             f"fetch_{description.singular}s_of_{of}",
             on_page,
-            lambda call: paging.children(call, unique, of=of, entity=description),
+            lambda call: paging.children(call, unique, of=of, entity=description, known_parents=frozenset(known_parents)),
         )
 
     def fetch_memberships_of_users(self, ids: Iterable[str], on_page: OnPage | None = None) -> FetchResult:

@@ -54,6 +54,7 @@ __all__ = [
     "select_rows",
     "normalize",
     "normalize_membership",
+    "normalize_one",
     "normalize_organization",
     "normalize_user",
     "primary_email",
@@ -167,10 +168,13 @@ def _row_builder(entity: Entity) -> Callable[[dict, bool], tuple]:
     read = tuple(_reader(c) for c in columns)
     name = entity.name
     digest = model.digest
+    leaves_out = frozenset(entity.raw_leaves_out)
 
     def build(obj: dict, include_private: bool) -> tuple:
         if not include_private:  # also where Clerk's object has a private_metadata no column shows
             obj = strip_private_metadata(name, obj)
+        if leaves_out and not leaves_out.isdisjoint(obj):
+            obj = {k: v for k, v in obj.items() if k not in leaves_out}
         raw = _raw(obj)
         return (*[r(obj) for r in read], raw, digest(raw))
 
@@ -189,6 +193,11 @@ def _row_dict(entity: str, obj: dict, include_private_metadata: bool) -> dict[st
     row = dict(zip(model.COLUMNS[entity], rows[0]))
     row["raw"] = row["raw"].decode("utf-8")  # the frame's text; rows carry it as UTF-8 bytes
     return row
+
+
+def normalize_one(entity: str, obj: Mapping[str, Any], *, include_private_metadata: bool = True) -> dict[str, Any]:
+    """One object of ``entity`` as a dict of contract columns (Python values, None for null)."""
+    return _row_dict(entity, dict(obj), include_private_metadata)
 
 
 def normalize_user(obj: Mapping[str, Any], *, include_private_metadata: bool = True) -> dict[str, Any]:

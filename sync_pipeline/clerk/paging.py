@@ -366,7 +366,13 @@ async def organizations_by_id(call: Call, ids: list[str]) -> None:
 
 
 async def children(
-    call: Call, ids: list[str], *, of: str, entity: Entity = catalog.MEMBERSHIPS, key_base: int = 0
+    call: Call,
+    ids: list[str],
+    *,
+    of: str,
+    entity: Entity = catalog.MEMBERSHIPS,
+    key_base: int = 0,
+    known_parents: frozenset[str] = frozenset(),
 ) -> None:
     """Page through each parent's list of ``entity`` (memberships unless told), ``of`` naming
     the parent entity; the paths are the description's ``by_parent``.
@@ -375,7 +381,8 @@ async def children(
     422 or an empty page are all possible), so any of those is checked against the parent
     itself: only a 404 there makes it gone (no memberships; recorded in
     ``stats.gone_parents``). A parent that exists leaves an empty page meaning "no
-    memberships" and a refusal standing as the error it is.
+    memberships" and a refusal standing as the error it is. ``known_parents`` are ids this
+    run has just read: an empty page under one of them is believed without that check.
     """
     by_parent = _by_parent(entity, of)
     endpoint, list_path, params = f"GET {by_parent.path}", by_parent.path, dict(by_parent.params)
@@ -390,7 +397,8 @@ async def children(
             request = _page_request(call, endpoint, list_path.format(id=segment), params, offset, tolerate=_GONE_PARENT_ANSWERS)
             body = await call.get(request)
             rows = [] if isinstance(body, Refused) else rows_of(body)
-            if isinstance(body, Refused) or (offset == 0 and not rows):
+            # A parent this run just read needs no second look when its list is merely empty.
+            if isinstance(body, Refused) or (offset == 0 and not rows and id_ not in known_parents):
                 parent = await call.get(
                     Request(parent_endpoint, parent_path.format(id=segment), (), object_of, tolerate=frozenset({404}))
                 )

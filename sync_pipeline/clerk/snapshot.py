@@ -218,6 +218,10 @@ def read_clerk(
             # Organizations before memberships: their members_count lets a membership scan
             # whose deep offsets time out read the rest per organization.
             reader.fetch("organizations", ORGANIZATIONS, client.fetch_organizations)
+            # The other lists are short (a few per organization, a few roles) and read by offset.
+            for entity in catalog.ENTITIES:
+                if entity.name not in (USERS, ORGANIZATIONS, MEMBERSHIPS):
+                    reader.fetch(entity.name, entity.name, partial(client.fetch_list, entity.name))
             members = partial(client.fetch_memberships, members_count=reader.members_count())
             if memberships is None:
                 reader.fetch("organization_memberships", MEMBERSHIPS, members)
@@ -237,11 +241,15 @@ def read_clerk(
             if not ids:
                 continue
             reader.fetch(f"{entity.name}_by_id", entity.name, partial(client.fetch_by_id, entity.name), ids)
+            # The parents just read exist: an empty list of children under one is believed.
+            found = reader.builders[entity.name].frame()["id"].tolist()
             for child, parent in catalog.children_of(entity.name):
+                if parent not in catalog.scoping_parents(child):
+                    continue  # its list under this parent is not the whole picture
                 reader.fetch(
                     f"{child.singular}s_of_{entity.name}",
                     child.name,
-                    partial(client.fetch_children, child.name, entity.name),
+                    partial(client.fetch_children, child.name, entity.name, known_parents=found),
                     ids,
                 )
 

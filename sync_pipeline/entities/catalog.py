@@ -12,6 +12,7 @@ from sync_pipeline.entities.description import (
     CURSOR_WINDOWS,
     INT,
     JSON,
+    MILLIS,
     TEXT,
     ByParent,
     Endpoints,
@@ -20,7 +21,7 @@ from sync_pipeline.entities.description import (
     clerk_object,
     col,
 )
-from sync_pipeline.entities.readers import primary_email
+from sync_pipeline.entities.readers import permission_keys, primary_email, verification_status
 
 USERS = clerk_object(
     "users",
@@ -96,8 +97,100 @@ MEMBERSHIPS = clerk_object(
     unique_together=("organization_id", "user_id"),
 )
 
+PERMISSIONS = clerk_object(
+    "organization_permissions",
+    singular="permission",
+    id_prefix="perm_",
+    columns=(
+        col("key", TEXT),
+        col("name", TEXT),
+        col("description", TEXT),
+        col("type", TEXT),
+    ),
+    # GET /organization_permissions: limit/offset, no documented default order.
+    endpoints=Endpoints(list_path="/organization_permissions", by_id_path="/organization_permissions/{id}"),
+    event_prefix="permission",
+)
+
+ROLES = clerk_object(
+    "organization_roles",
+    singular="role",
+    id_prefix="role_",
+    columns=(
+        col("key", TEXT),
+        col("name", TEXT),
+        col("description", TEXT),
+        col("is_creator_eligible", BOOL),
+        # The keys of the permissions it grants (Clerk embeds whole Permission objects).
+        col("permissions", JSON, read=permission_keys),
+    ),
+    # GET /organization_roles: limit/offset, newest first unless order_by says otherwise.
+    endpoints=Endpoints(list_path="/organization_roles", by_id_path="/organization_roles/{id}"),
+    event_prefix="role",
+)
+
+INVITATIONS = clerk_object(
+    "organization_invitations",
+    singular="invitation",
+    id_prefix="orginv_",
+    columns=(
+        col("organization_id", TEXT),
+        col("email_address", TEXT),
+        col("role", TEXT),
+        col("status", TEXT),
+        col("inviter_id", TEXT),
+        col("expires_at", MILLIS),
+        col("public_metadata", JSON),
+        col("private_metadata", JSON),
+    ),
+    endpoints=Endpoints(
+        # GET /organization_invitations: every status unless filtered, newest first by default.
+        list_path="/organization_invitations",
+        by_parent=(
+            # "Any invitations created as a result of an Organization Domain are not
+            # included in the results" (the spec): not every invitation of the organization.
+            ByParent(
+                "organization_id",
+                "/organizations/{id}/invitations",
+                "/organizations/{id}",
+                {"order_by": "+created_at"},
+                complete=False,
+            ),
+        ),
+    ),
+    event_prefix="organizationInvitation",
+    event_actions=("created", "accepted", "revoked"),
+    parents=(Parent("organization_id", "organizations"),),
+    # The instance-wide list embeds the organization's public data, the organization's
+    # own list does not; the organization row holds it.
+    raw_leaves_out=("public_organization_data",),
+)
+
+DOMAINS = clerk_object(
+    "organization_domains",
+    singular="domain",
+    id_prefix="orgdmn_",
+    columns=(
+        col("organization_id", TEXT),
+        col("name", TEXT),
+        col("enrollment_mode", TEXT),
+        col("verification_status", TEXT, read=verification_status),
+    ),
+    endpoints=Endpoints(
+        # GET /organization_domains: limit/offset, newest first by default.
+        list_path="/organization_domains",
+        # The organization's own list takes no order_by.
+        by_parent=(ByParent("organization_id", "/organizations/{id}/domains", "/organizations/{id}"),),
+    ),
+    event_prefix="organizationDomain",
+    parents=(Parent("organization_id", "organizations"),),
+    # Repeats the organization row (its name, slug, image): a renamed organization would
+    # otherwise rewrite every domain's raw.
+    raw_leaves_out=("public_organization_data",),
+)
+
 # Parents before children: the order upserts take, and deletes the reverse.
-ENTITIES: tuple[Entity, ...] = (USERS, ORGANIZATIONS, MEMBERSHIPS)
+ENTITIES: tuple[Entity, ...] = (USERS, ORGANIZATIONS, MEMBERSHIPS, PERMISSIONS, ROLES, INVITATIONS, DOMAINS)
 BY_NAME: dict[str, Entity] = {entity.name: entity for entity in ENTITIES}
 BY_SINGULAR: dict[str, Entity] = {entity.singular: entity for entity in ENTITIES}
 BY_EVENT_PREFIX: dict[str, Entity] = {entity.event_prefix: entity for entity in ENTITIES}
@@ -114,6 +207,19 @@ def describe(name: str) -> Entity:
 def children_of(name: str) -> tuple[tuple[Entity, Parent], ...]:
     """The entities with a parent column naming ``name``, each with that column."""
     return tuple((child, parent) for child in ENTITIES for parent in child.parents if parent.entity == name)
+
+
+def scoping_parents(entity: Entity) -> tuple[Parent, ...]:
+    """The parents through which a scoped sync reaches ``entity``: those a scope names by id
+    whose list of its children is complete."""
+    complete = {b.parent_column for b in entity.endpoints.by_parent if b.complete}
+    return tuple(p for p in entity.parents if p.column in complete and describe(p.entity).scope_ids)
+
+
+def in_scoped_syncs(entity: Entity) -> bool:
+    """Whether a scoped sync can cover rows of ``entity``: a scope names them by id, or names
+    a parent whose complete list holds them. Else only a full sync follows it."""
+    return entity.scope_ids is not None or bool(scoping_parents(entity))
 
 
 def _check_order() -> None:

@@ -78,6 +78,10 @@ class ByParent:
     path: str  # with "{id}" for the parent's id
     parent_path: str
     params: Mapping[str, str] = field(default_factory=dict)
+    # False where Clerk documents that the list leaves some children out: it then cannot
+    # stand for "every child of this parent", so a scoped sync does not reach the entity
+    # through this parent (the full sync follows it).
+    complete: bool = True
 
 
 @dataclass(frozen=True)
@@ -113,7 +117,7 @@ class Entity:
     id_prefix: str  # "user_": every Clerk id of this entity starts so
     columns: tuple[Column, ...]
     endpoints: Endpoints
-    event_prefix: str  # webhook types "<event_prefix>.created|updated|deleted"
+    event_prefix: str  # webhook types "<event_prefix>.<action>"
     parents: tuple[Parent, ...] = ()
     # The SyncScope field whose ids name rows of this entity itself; None: a scoped sync
     # reaches it only through its parents (or not at all, without parents).
@@ -122,6 +126,10 @@ class Entity:
     embedded_private: tuple[str, ...] = ()
     # Columns that no two live rows share (a membership's organization and user).
     unique_together: tuple[str, ...] = ()
+    # Keys of Clerk's object left out of ``raw``: some of its lists carry them and others
+    # not, so ``raw`` (and its digest) would change with the list that read the row.
+    raw_leaves_out: tuple[str, ...] = ()
+    event_actions: tuple[str, ...] = ("created", "updated", "deleted")
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -137,7 +145,7 @@ class Entity:
 
     @property
     def event_types(self) -> tuple[str, ...]:
-        return tuple(f"{self.event_prefix}.{action}" for action in ("created", "updated", "deleted"))
+        return tuple(f"{self.event_prefix}.{action}" for action in self.event_actions)
 
     def parent_column(self, parent_entity: str) -> str | None:
         return next((p.column for p in self.parents if p.entity == parent_entity), None)

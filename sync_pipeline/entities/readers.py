@@ -27,3 +27,34 @@ def primary_email(user: Mapping[str, Any]) -> Any:
         if isinstance(verification, dict) and verification.get("status") == "verified":
             return address.get("email_address")
     return addresses[0].get("email_address")
+
+
+def permission_keys(role: Mapping[str, Any]) -> Any:
+    """A role's permissions as their keys, in Clerk's order: what a membership of it holds.
+
+    Clerk embeds whole Permission objects; a bare key string is taken as it is, and
+    anything else (no list, an entry without a key) is left out.
+    """
+    permissions = role.get("permissions")
+    if not isinstance(permissions, list):
+        return None
+    keys = []
+    for permission in permissions:
+        key = permission.get("key") if isinstance(permission, dict) else permission
+        if isinstance(key, str):
+            keys.append(key)
+    return keys
+
+
+def verification_status(domain: Mapping[str, Any]) -> Any:
+    """An organization domain's affiliation verification status (``verified``, ``unverified``, …).
+
+    The spec names it ``affiliation_verification`` and keeps ``verification`` as its
+    deprecated alias; either may be null (never verified), and the first that is an
+    object wins.
+    """
+    for key in ("affiliation_verification", "verification"):
+        verification = domain.get(key)
+        if isinstance(verification, dict):
+            return verification.get("status")
+    return None

@@ -68,10 +68,9 @@ def _scope_filter(entity: str, scope: SyncScope) -> tuple[str, dict]:
     if description.scope_ids:
         terms.append("id = ANY(%(self)s)")
         params["self"] = list(scope.ids_of(entity))
-    for parent in description.parents:
-        if catalog.describe(parent.entity).scope_ids:
-            terms.append(f"{parent.column} = ANY(%({parent.column})s)")
-            params[parent.column] = list(scope.ids_of(parent.entity))
+    for parent in catalog.scoping_parents(description):
+        terms.append(f"{parent.column} = ANY(%({parent.column})s)")
+        params[parent.column] = list(scope.ids_of(parent.entity))
     if not terms:
         return "FALSE", {}
     return "(" + " OR ".join(terms) + ")", params

@@ -38,7 +38,10 @@ PENDING, IGNORED, INVALID, PROCESSED = "pending", "ignored", "invalid", "process
 # The inbox's id column for each SyncScope field: what a scoped sync re-reads.
 _ID_COLUMN_OF_SCOPE = {"user_ids": "user_id", "organization_ids": "organization_id"}
 
-_ENTITY_OF_EVENT: dict[str, Entity] = {t: e for e in catalog.ENTITIES for t in e.event_types}
+# Events of the entities a scoped sync can re-read; the others wait for the full sync.
+_ENTITY_OF_EVENT: dict[str, Entity] = {
+    t: e for e in catalog.ENTITIES if catalog.in_scoped_syncs(e) for t in e.event_types
+}
 
 RELEVANT_EVENT_TYPES: frozenset[str] = frozenset(_ENTITY_OF_EVENT)
 """The event types the mirror follows; every other type is stored as 'ignored'."""
@@ -53,7 +56,7 @@ def _parent_id_columns(entity: Entity) -> list[tuple[str, tuple[str, ...], bool]
     """(inbox column, path in the event's data, counts_children) per parent of ``entity``
     the inbox can name: where Clerk's object holds the parent's id (the column's path)."""
     found = []
-    for parent in entity.parents:
+    for parent in catalog.scoping_parents(entity):
         column = _id_column(catalog.describe(parent.entity))
         path = next(c.path for c in entity.columns if c.name == parent.column)
         if column is not None and path:

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from sync_pipeline import model
+from sync_pipeline.entities import catalog
 from sync_pipeline.diff.plan import DELETE, INSERT, RESTORE, UPDATE, SyncPlan
 from sync_pipeline.diff.rules import plan_sync
 from sync_pipeline_tests import fixtures as fx
@@ -39,14 +40,13 @@ def dups(p: SyncPlan, entity: str) -> list[tuple]:
 
 
 def snapshots(entity: str, clerk_objects: list[dict], mirror_objects: list[dict], deleted=None):
-    lists = {U: (), O: (), M: ()}
-    clerk = fx.clerk_snapshot(**{_arg(e): (clerk_objects if e == entity else ()) for e in lists})
-    mirror = fx.mirror_snapshot(**{_arg(e): (mirror_objects if e == entity else ()) for e in lists}, deleted=deleted)
+    clerk = fx.clerk_snapshot(**{_arg(entity): clerk_objects})
+    mirror = fx.mirror_snapshot(**{_arg(entity): mirror_objects}, deleted=deleted)
     return clerk, mirror
 
 
 def _arg(entity: str) -> str:
-    return {U: "users", O: "organizations", M: "memberships"}[entity]
+    return {U: "users", O: "organizations", M: "memberships"}.get(entity, entity)
 
 
 def make(entity: str, id: str, **fields) -> dict:
@@ -54,7 +54,9 @@ def make(entity: str, id: str, **fields) -> dict:
         return fx.user(id, f"{id}@example.com", **fields)
     if entity == O:
         return fx.organization(id, **fields)
-    return fx.membership(id, "org_1", f"user_of_{id}", **fields)
+    if entity == M:
+        return fx.membership(id, "org_1", f"user_of_{id}", **fields)
+    return {**fx.example(entity, id), **fields}
 
 
 # ------------------------------------------------------------------ insert / no-op
@@ -155,9 +157,9 @@ def test_only_changed_rows_are_upserted_among_many():
     assert changed(p, U) == {"user_2": ["first_name", "raw_digest"], "user_4": ["banned", "raw_digest"]}
 
 
-@pytest.mark.parametrize("entity", model.ENTITIES)
+@pytest.mark.parametrize("entity", [e.name for e in catalog.ENTITIES if e.has_private_metadata or e.embedded_private])
 def test_turning_private_metadata_off_updates_the_mirror(entity):
-    obj = fx.load({U: "user", O: "organization", M: "organization_membership"}[entity])
+    obj = fx.example(entity)
     clerk = fx.clerk_snapshot(**{_arg(entity): [obj]})
     clerk = model.Snapshot(**{entity: fx.frame(entity, [obj], include_private_metadata=False)})
     mirror = fx.mirror_snapshot(**{_arg(entity): [obj]})
@@ -205,7 +207,7 @@ def test_orphan_delete(entity):
 def test_live_rows_before_is_passed_through():
     clerk, mirror = snapshots(U, [], [fx.user("user_1")])
     p = plan_sync(clerk, mirror, live_rows_before={U: 1000, O: 5, M: 7})
-    assert {e: p.entity(e).live_rows_before for e in model.ENTITIES} == {U: 1000, O: 5, M: 7}
+    assert {e: p.entity(e).live_rows_before for e in (U, O, M)} == {U: 1000, O: 5, M: 7}
 
 
 def _world():
@@ -358,7 +360,7 @@ def test_mirror_frames_with_extra_columns_and_object_dtypes():
 def test_the_fixtures_against_an_empty_mirror_and_back():
     clerk = fx.clerk_snapshot(fx.list_users(), fx.list_organizations(), fx.list_memberships())
     p = plan(clerk, fx.mirror_snapshot())
-    assert p.counts() == {
+    assert {e: p.counts()[e] for e in (U, O, M)} == {
         U: {INSERT: 2, UPDATE: 0, RESTORE: 0, DELETE: 0},
         O: {INSERT: 1, UPDATE: 0, RESTORE: 0, DELETE: 0},
         M: {INSERT: 1, UPDATE: 0, RESTORE: 0, DELETE: 0},
@@ -379,3 +381,19 @@ def test_plan_sync_leaves_its_inputs_alone():
     assert not p.is_noop
     for (n, e), frame in before.items():
         pd.testing.assert_frame_equal(snapshots_[n].frame(e), frame)
+
+
+def test_a_deleted_organization_takes_its_invitations_and_domains_along():
+    org = fx.organization("org_1")
+    invitation, domain = fx.invitation("orginv_1", "org_1"), fx.domain("orgdmn_1", "org_1")
+    kept = fx.domain("orgdmn_2", "org_2")
+    mirror = fx.mirror_snapshot(
+        organizations=[org, fx.organization("org_2")],
+        organization_invitations=[invitation],
+        organization_domains=[domain, kept],
+    )
+    clerk = fx.clerk_snapshot(organizations=[fx.organization("org_2")], organization_domains=[kept])
+    p = plan(clerk, mirror)
+    assert deletes(p, O) == {"org_1": "orphan"}
+    assert deletes(p, "organization_invitations") == {"orginv_1": "cascade:organization org_1"}
+    assert deletes(p, "organization_domains") == {"orgdmn_1": "cascade:organization org_1"}

@@ -3,6 +3,8 @@
 import pytest
 import sqlalchemy as sa
 
+from sync_pipeline.entities import catalog
+
 from sync_pipeline.errors import ConfigurationError
 from sync_pipeline.mirror.database import create_mirror_engine, upgrade_schema, validate_schema_name
 
@@ -31,7 +33,10 @@ def test_upgrade_creates_the_contract_tables_and_is_idempotent(engine: sa.Engine
     )
     with engine.connect() as connection:
         version = connection.execute(sa.text(f'SELECT version_num FROM "{schema}".alembic_version')).scalar_one()
-    assert version == "0004_webhook_event_problems"
+    assert version == "0005_more_mirrored_lists"
+    # Every described entity has its table, with exactly the description's columns and the bookkeeping.
+    for entity in catalog.ENTITIES:
+        assert _columns(engine, schema, entity.name) == {*entity.column_names, "synced_at", "deleted_at"}, entity.name
 
 
 def test_one_live_membership_per_pair_is_enforced(engine: sa.Engine, schema: str) -> None:
