@@ -145,18 +145,21 @@ def digest(canonical_text: str | bytes) -> str:
 class SyncScope:
     """What a sync covers. Empty id lists mean the whole instance (a full sync).
 
-    A scoped sync covers the named users and organizations and every membership of
-    either; nothing outside that is read, compared or written.
+    A scoped sync covers the named users, organizations, roles and permissions, and every
+    row whose parent it names (an organization's memberships and domains, a user's
+    memberships); nothing outside that is read, compared or written.
     """
 
     user_ids: tuple[str, ...] = ()
     organization_ids: tuple[str, ...] = ()
     # Webhook events (svix ids) this sync answers: marked processed when its apply commits.
     event_ids: tuple[str, ...] = ()
+    role_ids: tuple[str, ...] = ()
+    permission_ids: tuple[str, ...] = ()
 
     @property
     def is_full(self) -> bool:
-        return not self.user_ids and not self.organization_ids
+        return not (self.user_ids or self.organization_ids or self.role_ids or self.permission_ids)
 
     def ids_of(self, entity: str) -> tuple[str, ...]:
         """The ids this scope names of ``entity`` itself (none for an entity it cannot name)."""
@@ -168,6 +171,8 @@ class SyncScope:
             "full"
             if self.is_full
             else f"scoped: {len(self.user_ids)} user(s), {len(self.organization_ids)} organization(s)"
+            + (f", {len(self.role_ids)} role(s)" if self.role_ids else "")
+            + (f", {len(self.permission_ids)} permission(s)" if self.permission_ids else "")
         )
         return f"{scope}, answering {len(self.event_ids)} webhook event(s)" if self.event_ids else scope
 

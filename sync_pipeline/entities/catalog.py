@@ -110,6 +110,7 @@ PERMISSIONS = clerk_object(
     # GET /organization_permissions: limit/offset, no documented default order.
     endpoints=Endpoints(list_path="/organization_permissions", by_id_path="/organization_permissions/{id}"),
     event_prefix="permission",
+    scope_ids="permission_ids",
 )
 
 ROLES = clerk_object(
@@ -127,6 +128,7 @@ ROLES = clerk_object(
     # GET /organization_roles: limit/offset, newest first unless order_by says otherwise.
     endpoints=Endpoints(list_path="/organization_roles", by_id_path="/organization_roles/{id}"),
     event_prefix="role",
+    scope_ids="role_ids",
 )
 
 INVITATIONS = clerk_object(

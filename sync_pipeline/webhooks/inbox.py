@@ -35,8 +35,14 @@ from sync_pipeline.mirror.database import validate_schema_name
 USER, ORGANIZATION, MEMBERSHIP = (e.singular for e in (catalog.USERS, catalog.ORGANIZATIONS, catalog.MEMBERSHIPS))
 PENDING, IGNORED, INVALID, PROCESSED = "pending", "ignored", "invalid", "processed"
 
-# The inbox's id column for each SyncScope field: what a scoped sync re-reads.
-_ID_COLUMN_OF_SCOPE = {"user_ids": "user_id", "organization_ids": "organization_id"}
+# The inbox's id column for each SyncScope field: what a scoped sync re-reads. Roles and
+# permissions are named by the event's own object id.
+_ID_COLUMN_OF_SCOPE = {
+    "user_ids": "user_id",
+    "organization_ids": "organization_id",
+    "role_ids": "object_id",
+    "permission_ids": "object_id",
+}
 
 # Events of the entities a scoped sync can re-read; the others wait for the full sync.
 _ENTITY_OF_EVENT: dict[str, Entity] = {
@@ -139,6 +145,7 @@ class InboxHealth:
 class _EventIds(Protocol):
     event_type: str
     entity: str | None
+    object_id: str | None
     user_id: str | None
     organization_id: str | None
 
@@ -204,6 +211,12 @@ def classify(payload: dict) -> EventFacts:
     entity = described.singular
     ids: dict[str, str | None] = {"user_id": None, "organization_id": None}
     own = _id_column(described)
+    if own == "object_id":
+        if problems:
+            return EventFacts(event_type, entity, None, None, None, INVALID, timestamp, "; ".join(problems))
+        if object_id is None:
+            return EventFacts(event_type, entity, None, None, None, INVALID, timestamp, f"no {entity} id")
+        return EventFacts(event_type, entity, object_id, None, None, PENDING, timestamp)
     if own is not None:
         ids[own] = object_id
     elif data is not None:
@@ -368,6 +381,24 @@ def events_received_between(engine: Engine, schema: str, since: datetime, until:
     )
 
 
+def affected_scope(events: Iterable[_EventIds]) -> dict[str, list[str]]:
+    """The ids a scoped sync must re-read for ``events``, by SyncScope field, each sorted:
+    :func:`affected_ids`' users and organizations, and the roles and permissions that
+    role.* and permission.* events name (their memberships are found from the mirror,
+    ``webhooks.runs.organizations_holding_roles``)."""
+    found: dict[str, set[str]] = {field: set() for field in _ID_COLUMN_OF_SCOPE}
+    users, organizations = affected_ids(events)
+    found["user_ids"].update(users)
+    found["organization_ids"].update(organizations)
+    for event in events:
+        described = catalog.BY_SINGULAR.get(event.entity or "")
+        if described is None or _id_column(described) != "object_id" or not _ids_usable(event):
+            continue
+        if event.object_id and id_problem(event.object_id) is None:
+            found[described.scope_ids].add(event.object_id)
+    return {field: sorted(ids) for field, ids in found.items()}
+
+
 def affected_ids(events: Iterable[_EventIds]) -> tuple[list[str], list[str]]:
     """The user ids and organization ids a scoped sync must re-read for ``events``, each sorted.
 
@@ -387,6 +418,8 @@ def affected_ids(events: Iterable[_EventIds]) -> tuple[list[str], list[str]]:
         if described is None or not _ids_usable(event):
             continue
         own = _id_column(described)
+        if own == "object_id":
+            continue  # roles and permissions: see affected_scope
         if own is not None:
             if getattr(event, own):
                 found[own].add(getattr(event, own))

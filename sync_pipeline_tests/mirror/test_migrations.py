@@ -65,3 +65,13 @@ def test_schema_names_that_are_not_plain_identifiers_are_refused(name: str) -> N
 def test_bad_database_urls_get_one_line_naming_the_variable(url: str, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         create_mirror_engine(url)
+
+
+def test_the_inbox_accepts_every_entity_the_descriptions_name(engine: sa.Engine, schema: str) -> None:
+    from sync_pipeline.webhooks import inbox
+
+    upgrade_schema(engine, schema)
+    for n, entity in enumerate(catalog.ENTITIES):
+        payload = {"type": entity.event_types[0], "data": {"id": f"{entity.id_prefix}{n}"}}
+        stored = inbox.store_delivery(engine, schema, svix_id=f"msg_{n}", svix_timestamp=None, payload=payload)
+        assert stored.first_delivery, entity.name

@@ -1,4 +1,5 @@
-"""Four more mirrored lists: organization roles, permissions, invitations and domains.
+"""Four more mirrored lists: organization roles, permissions, invitations and domains;
+and the inbox's entity check widened to their webhook events.
 
 Each table holds the columns its description in ``sync_pipeline.entities.catalog`` names,
 then the bookkeeping every mirror table ends with (raw, raw_digest, synced_at,
@@ -114,7 +115,27 @@ def upgrade(schema: str) -> None:
     op.create_index("organization_domains_organization_idx", "organization_domains", ["organization_id"], schema=schema)
     op.create_index("organization_domains_name_idx", "organization_domains", ["name"], schema=schema)
 
+    # The inbox stores the events of the new lists under their singular names.
+    op.drop_constraint("webhook_events_entity_check", "webhook_events", schema=schema, type_="check")
+    op.create_check_constraint(
+        "webhook_events_entity_check",
+        "webhook_events",
+        "entity IS NULL OR entity IN ('user', 'organization', 'membership', 'permission', 'role', 'invitation', 'domain')",
+        schema=schema,
+    )
+
 
 def downgrade(schema: str) -> None:
+    op.drop_constraint("webhook_events_entity_check", "webhook_events", schema=schema, type_="check")
+    op.execute(
+        f'UPDATE "{schema}".webhook_events SET entity = NULL, status = \'ignored\' '
+        "WHERE entity NOT IN ('user', 'organization', 'membership')"
+    )
+    op.create_check_constraint(
+        "webhook_events_entity_check",
+        "webhook_events",
+        "entity IS NULL OR entity IN ('user', 'organization', 'membership')",
+        schema=schema,
+    )
     for table in ("organization_domains", "organization_invitations", "organization_roles", "organization_permissions"):
         op.drop_table(table, schema=schema)
