@@ -163,9 +163,11 @@ INVITATIONS = clerk_object(
     event_prefix="organizationInvitation",
     event_actions=("created", "accepted", "revoked"),
     parents=(Parent("organization_id", "organizations"),),
-    # The instance-wide list embeds the organization's public data, the organization's
-    # own list does not; the organization row holds it.
-    raw_leaves_out=("public_organization_data",),
+    # Copies of other rows, which change without an invitation event and which a sync of
+    # that row does not re-read here: the organization's public data (which the instance-
+    # wide list embeds and the organization's own list does not), the inviter's (the user
+    # row), the role's name (the role row). inviter_id and role join to them.
+    raw_leaves_out=("public_organization_data", "public_inviter_data", "role_name"),
 )
 
 DOMAINS = clerk_object(
