@@ -33,6 +33,11 @@ def _sensor_run(harness: SyncHarness):
     return harness.run(job="partial_sync_job", run_config=request.run_config)
 
 
+def _fetch_stats(result) -> dict:
+    event = next(e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == "clerk_snapshot")
+    return event.materialization.metadata["fetch_stats"].value
+
+
 def _mirrored_permissions_of_role(harness: SyncHarness, key: str) -> list[list[str]]:
     rows = harness.query(
         "SELECT permissions FROM {schema}.organization_memberships WHERE deleted_at IS NULL AND role = :key", key=key
@@ -66,6 +71,8 @@ def test_a_role_granted_a_permission_reaches_every_membership_of_it(harness: Syn
         e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == "sync_scope"
     )
     assert scope_event.materialization.metadata["role_change_requests"].value > 0
+    requests = sum(s.get("requests", 0) for s in _fetch_stats(result).values())
+    print(f"\nrole change: {scope_event.materialization.metadata['role_change'].value}; the run made {requests} request(s)")
     assert inbox.pending_events(harness.engine, harness.schema, limit=10) == []
 
 
