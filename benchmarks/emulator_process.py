@@ -63,6 +63,10 @@ def _serve(conn: Connection, options: dict[str, Any]) -> None:  # runs in the ch
                         "users": store.user_count,
                         "organizations": store.organization_count,
                         "organization_memberships": store.membership_count,
+                        "organization_permissions": len(store.iter_permissions()),
+                        "organization_roles": len(store.iter_roles()),
+                        "organization_invitations": store.invitation_count,
+                        "organization_domains": store.domain_count,
                     }
                 elif command == "change":
                     reply = _change(store, generated, **args)

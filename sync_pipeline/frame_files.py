@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from sync_pipeline.clerk.normalize import release_spilled_pages
+from sync_pipeline.frames import release_spilled_pages
 
 MAGIC = b"SPFRAME1"
 _TRAILER = struct.Struct("<QQ8s")  # pickle offset, pickle length, magic

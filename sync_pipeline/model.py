@@ -23,62 +23,18 @@ from typing import Any
 import orjson
 import pandas as pd
 
-USERS = "users"
-ORGANIZATIONS = "organizations"
-MEMBERSHIPS = "organization_memberships"
-ENTITIES: tuple[str, ...] = (USERS, ORGANIZATIONS, MEMBERSHIPS)
+from sync_pipeline.entities import catalog
+from sync_pipeline.entities.description import BOOL, INT, JSON, MILLIS, TEXT  # noqa: F401  (the column kinds)
 
-TEXT = "string"
-BOOL = "boolean"
-MILLIS = "Int64"
-INT = "Int32"  # distinct from MILLIS: kinds tell columns apart, not just dtypes
-JSON = "json"  # canonical JSON text in frames, jsonb in Postgres
+USERS = catalog.USERS.name
+ORGANIZATIONS = catalog.ORGANIZATIONS.name
+MEMBERSHIPS = catalog.MEMBERSHIPS.name
+# Every mirrored entity by table name, parents before children (sync_pipeline.entities.catalog).
+ENTITIES: tuple[str, ...] = tuple(entity.name for entity in catalog.ENTITIES)
 
 # Column -> kind, per entity, in the order the mirror tables declare them.
 # These are the columns a sync compares; the mirror adds synced_at and deleted_at.
-COLUMNS: dict[str, dict[str, str]] = {
-    USERS: {
-        "id": TEXT,
-        "primary_email": TEXT,
-        "first_name": TEXT,
-        "last_name": TEXT,
-        "username": TEXT,
-        "image_url": TEXT,
-        "external_id": TEXT,
-        "banned": BOOL,
-        "public_metadata": JSON,
-        "private_metadata": JSON,
-        "created_at": MILLIS,
-        "updated_at": MILLIS,
-        "raw": JSON,
-        "raw_digest": TEXT,
-    },
-    ORGANIZATIONS: {
-        "id": TEXT,
-        "name": TEXT,
-        "slug": TEXT,
-        "image_url": TEXT,
-        "members_count": INT,
-        "created_by": TEXT,
-        "public_metadata": JSON,
-        "private_metadata": JSON,
-        "created_at": MILLIS,
-        "updated_at": MILLIS,
-        "raw": JSON,
-        "raw_digest": TEXT,
-    },
-    MEMBERSHIPS: {
-        "id": TEXT,
-        "organization_id": TEXT,
-        "user_id": TEXT,
-        "role": TEXT,
-        "permissions": JSON,
-        "created_at": MILLIS,
-        "updated_at": MILLIS,
-        "raw": JSON,
-        "raw_digest": TEXT,
-    },
-}
+COLUMNS: dict[str, dict[str, str]] = {entity.name: entity.kinds for entity in catalog.ENTITIES}
 
 # The mirror snapshot carries raw_digest but not raw itself (see module docstring),
 # plus deleted_at (epoch ms, NA while the row is live).
@@ -189,75 +145,117 @@ def digest(canonical_text: str | bytes) -> str:
 class SyncScope:
     """What a sync covers. Empty id lists mean the whole instance (a full sync).
 
-    A scoped sync covers the named users and organizations and every membership of
-    either; nothing outside that is read, compared or written.
+    A scoped sync covers the named users, organizations, roles and permissions, and every
+    row whose parent it names (an organization's memberships and domains, a user's
+    memberships); nothing outside that is read, compared or written.
     """
 
     user_ids: tuple[str, ...] = ()
     organization_ids: tuple[str, ...] = ()
     # Webhook events (svix ids) this sync answers: marked processed when its apply commits.
     event_ids: tuple[str, ...] = ()
+    role_ids: tuple[str, ...] = ()
+    permission_ids: tuple[str, ...] = ()
 
     @property
     def is_full(self) -> bool:
-        return not self.user_ids and not self.organization_ids
+        return not (self.user_ids or self.organization_ids or self.role_ids or self.permission_ids)
+
+    def ids_of(self, entity: str) -> tuple[str, ...]:
+        """The ids this scope names of ``entity`` itself (none for an entity it cannot name)."""
+        field_name = catalog.describe(entity).scope_ids
+        return tuple(getattr(self, field_name)) if field_name else ()
 
     def describe(self) -> str:
         scope = (
             "full"
             if self.is_full
             else f"scoped: {len(self.user_ids)} user(s), {len(self.organization_ids)} organization(s)"
+            + (f", {len(self.role_ids)} role(s)" if self.role_ids else "")
+            + (f", {len(self.permission_ids)} permission(s)" if self.permission_ids else "")
         )
         return f"{scope}, answering {len(self.event_ids)} webhook event(s)" if self.event_ids else scope
 
 
+def key_columns(entity: str) -> tuple[str, ...]:
+    """An entity's id and its parent columns: what finding its rows by parent needs."""
+    return ("id", *(parent.column for parent in catalog.describe(entity).parents))
+
+
 @dataclass(frozen=True)
 class LiveKeys:
-    """The ids the mirror holds live, per entity (memberships with their user and organization).
+    """The ids the mirror holds live, per entity, each with its parent columns
+    (a membership's user and organization).
 
     What a full scan of Clerk must account for: an id here that the scan did not return is
     either gone from Clerk or was skipped by offset paging over a changing list, and only a
     read by id tells which (``sync_pipeline.clerk.snapshot``).
     """
 
-    users: pd.Series
-    organizations: pd.Series
-    memberships: pd.DataFrame  # id, user_id, organization_id
+    frames: dict[str, pd.DataFrame]  # entity -> key_columns(entity), text
+
+    def frame(self, entity: str) -> pd.DataFrame:
+        return self.frames[entity]
+
+    def ids(self, entity: str) -> pd.Series:
+        return self.frames[entity]["id"]
 
     @classmethod
     def empty(cls) -> "LiveKeys":
         text = frame_dtype(TEXT)
         return cls(
-            users=pd.Series([], dtype=text),
-            organizations=pd.Series([], dtype=text),
-            memberships=pd.DataFrame({c: pd.Series([], dtype=text) for c in ("id", "user_id", "organization_id")}),
+            {
+                entity: pd.DataFrame({c: pd.Series([], dtype=text) for c in key_columns(entity)})
+                for entity in ENTITIES
+            }
         )
 
     @classmethod
     def of(cls, snapshot: "Snapshot") -> "LiveKeys":
         """The live ids of a mirror snapshot that holds whole tables."""
-        live = {entity: snapshot.frame(entity)[snapshot.frame(entity)["deleted_at"].isna()] for entity in ENTITIES}
-        return cls(
-            users=live[USERS]["id"].reset_index(drop=True),
-            organizations=live[ORGANIZATIONS]["id"].reset_index(drop=True),
-            memberships=live[MEMBERSHIPS][["id", "user_id", "organization_id"]].reset_index(drop=True),
-        )
+        frames = {}
+        for entity in ENTITIES:
+            frame = snapshot.frame(entity)
+            frames[entity] = frame.loc[frame["deleted_at"].isna(), list(key_columns(entity))].reset_index(drop=True)
+        return cls(frames)
 
 
-@dataclass
 class Snapshot:
-    """One frame per entity, either from Clerk or from the mirror."""
+    """One frame per entity (keyed by entity name), either from Clerk or from the mirror.
 
-    users: pd.DataFrame
-    organizations: pd.DataFrame
-    organization_memberships: pd.DataFrame
-    scope: SyncScope = field(default_factory=SyncScope)
-    # By entity, the ids of Clerk rows whose NULs the normalizer replaced: the frames no
-    # longer show it, and validation reports it.
-    nul_replaced: dict[str, frozenset[str]] = field(default_factory=dict)
+    ``Snapshot(scope=scope, users=…, organizations=…)``: an entity not given is an empty
+    frame of its columns. ``snapshot.users`` is ``snapshot.frame("users")``.
+    """
+
+    def __init__(
+        self,
+        *,
+        scope: SyncScope | None = None,
+        nul_replaced: dict[str, frozenset[str]] | None = None,
+        **frames: pd.DataFrame,
+    ) -> None:
+        unknown = set(frames) - set(ENTITIES)
+        if unknown:
+            raise TypeError(f"Snapshot: unknown entities {sorted(unknown)}; expected some of {ENTITIES}")
+        self.frames: dict[str, pd.DataFrame] = {
+            entity: frames[entity] if entity in frames else empty_frame(entity) for entity in ENTITIES
+        }
+        self.scope = scope if scope is not None else SyncScope()
+        # By entity, the ids of Clerk rows whose NULs the normalizer replaced: the frames no
+        # longer show it, and validation reports it.
+        self.nul_replaced = dict(nul_replaced or {})
+
+    def __getattr__(self, name: str) -> pd.DataFrame:
+        frames = self.__dict__.get("frames")
+        if frames is not None and name in frames:
+            return frames[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __repr__(self) -> str:
+        return f"Snapshot({self.scope.describe()}, rows={self.row_counts()})"
 
     def frame(self, entity: str) -> pd.DataFrame:
-        return getattr(self, entity)
+        return self.frames[entity]
 
     def row_counts(self) -> dict[str, int]:
         return {entity: len(self.frame(entity)) for entity in ENTITIES}

@@ -7,7 +7,8 @@ from collections.abc import Iterable
 
 from sync_pipeline.clerk.ids import id_problem
 from sync_pipeline.errors import ConfigurationError
-from sync_pipeline.model import ORGANIZATIONS, USERS, Snapshot, SyncScope
+from sync_pipeline.entities import catalog
+from sync_pipeline.model import Snapshot, SyncScope
 
 
 def check_scope_ids(user_ids: Iterable[str], organization_ids: Iterable[str]) -> None:
@@ -21,8 +22,9 @@ def check_scope_ids(user_ids: Iterable[str], organization_ids: Iterable[str]) ->
 
 
 def ids_not_in_clerk(scope: SyncScope, clerk: Snapshot) -> dict[str, list[str]]:
-    """The users and organizations ``scope`` names that Clerk's snapshot does not hold."""
+    """The ids ``scope`` names (of users, of organizations) that Clerk's snapshot does not hold."""
     return {
-        "user": sorted(set(scope.user_ids) - set(clerk.frame(USERS)["id"].tolist())),
-        "organization": sorted(set(scope.organization_ids) - set(clerk.frame(ORGANIZATIONS)["id"].tolist())),
+        entity.singular: sorted(set(scope.ids_of(entity.name)) - set(clerk.frame(entity.name)["id"].tolist()))
+        for entity in catalog.ENTITIES
+        if entity.scope_ids
     }

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from sync_pipeline.model import ENTITIES
 from sync_pipeline.webhooks import inbox
 
 # A daily schedule plus slack: past this, the last full sync is too old to vouch for the mirror.
@@ -121,9 +122,12 @@ def mirror_status(engine: Engine, schema: str, *, max_wait_seconds: float, now: 
         last_partial = _last_run(connection, schema, f"{real} AND mode IN ('partial', 'replay', 'scoped') AND outcome = 'succeeded'")
         latest_full_attempt = _last_run(connection, schema, f"{real} AND mode = 'full'")
         last_failure = _last_run(connection, schema, f"{real} AND outcome IN ('failed', 'refused')")
+        # A mirror the next sync has not migrated yet lacks the newest tables: they count 0.
         live_rows = {
             entity: connection.execute(sa.text(f'SELECT count(*) FROM "{schema}".{entity} WHERE deleted_at IS NULL')).scalar_one()
-            for entity in ("users", "organizations", "organization_memberships")
+            if connection.execute(sa.text("SELECT to_regclass(:t) IS NOT NULL"), {"t": f'"{schema}".{entity}'}).scalar_one()
+            else 0
+            for entity in ENTITIES
         }
     health = inbox.inbox_health(engine, schema)
 

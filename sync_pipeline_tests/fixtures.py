@@ -120,6 +120,102 @@ def membership(id: str, organization_id: str, user_id: str, **fields: Any) -> di
     return obj
 
 
+def permission(id: str, key: str = "org:invoices:read", **fields: Any) -> dict:
+    """A Permission as the spec's schema has it (GET /organization_permissions)."""
+    obj = {
+        "object": "permission",
+        "id": id,
+        "name": "Read invoices",
+        "key": key,
+        "description": "May read the organization's invoices.",
+        "type": "user",
+        "created_at": T0,
+        "updated_at": T0,
+    }
+    obj.update(fields)
+    return obj
+
+
+def role(id: str, key: str = "org:billing", permissions: list[dict] | None = None, **fields: Any) -> dict:
+    """A Role (GET /organization_roles): its permissions embedded as whole Permission objects."""
+    obj = {
+        "object": "role",
+        "id": id,
+        "name": "Billing",
+        "key": key,
+        "description": "Manages billing.",
+        "is_creator_eligible": False,
+        "permissions": permissions if permissions is not None else [permission("perm_1")],
+        "created_at": T0,
+        "updated_at": T0,
+    }
+    obj.update(fields)
+    return obj
+
+
+def invitation(id: str, organization_id: str = "org_1", **fields: Any) -> dict:
+    """An OrganizationInvitationWithPublicOrganizationData, as GET /organization_invitations lists it."""
+    obj = {
+        "object": "organization_invitation",
+        "id": id,
+        "email_address": f"{id}@example.com",
+        "role": "org:member",
+        "role_name": "Member",
+        "organization_id": organization_id,
+        "inviter_id": "user_1",
+        "public_inviter_data": {"user_id": "user_1", "identifier": "user_1@example.com"},
+        "status": "pending",
+        "public_metadata": {"team": "red"},
+        "private_metadata": {"source": "crm"},
+        "url": None,
+        "expires_at": T0 + 30 * 86_400_000,
+        "created_at": T0,
+        "updated_at": T0,
+        "public_organization_data": {"id": organization_id, "name": f"Org {organization_id}", "slug": "o", "image_url": None, "has_image": False},
+    }
+    obj.update(fields)
+    return obj
+
+
+def domain(id: str, organization_id: str = "org_1", *, status: str | None = "verified", **fields: Any) -> dict:
+    """An OrganizationDomain (GET /organization_domains); ``status`` None: never verified."""
+    verification = None if status is None else {"status": status, "strategy": "email_code", "attempts": 1, "expire_at": None}
+    obj = {
+        "object": "organization_domain",
+        "id": id,
+        "organization_id": organization_id,
+        "name": f"{id}.example.com",
+        "enrollment_mode": "automatic_invitation",
+        "affiliation_email_address": None,
+        "affiliation_verification": verification,
+        "verification": verification,
+        "total_pending_invitations": 0,
+        "total_pending_suggestions": 0,
+        "public_organization_data": {"id": organization_id, "name": f"Org {organization_id}", "slug": "o", "image_url": None, "has_image": False},
+        "created_at": T0,
+        "updated_at": T0,
+    }
+    obj.update(fields)
+    return obj
+
+
+def example(entity: str, id: str | None = None) -> dict:
+    """One object of any described entity, Clerk's shape (the vendored fixtures where they exist)."""
+    vendored = {model.USERS: "user", model.ORGANIZATIONS: "organization", model.MEMBERSHIPS: "organization_membership"}
+    if entity in vendored:
+        obj = load(vendored[entity])
+        if id is not None:
+            obj["id"] = id
+        return obj
+    build = {
+        "organization_permissions": permission,
+        "organization_roles": role,
+        "organization_invitations": invitation,
+        "organization_domains": domain,
+    }[entity]
+    return build(id or f"{entity}_1")
+
+
 # ------------------------------------------------------------------------ frames
 
 
@@ -133,12 +229,12 @@ def clerk_snapshot(
     organizations: list[dict] = (),
     memberships: list[dict] = (),
     scope: model.SyncScope | None = None,
+    **others: list[dict],
 ) -> model.Snapshot:
+    """Clerk's frames; entities beyond the first three by table name (``organization_roles=[…]``)."""
+    lists = {model.USERS: users, model.ORGANIZATIONS: organizations, model.MEMBERSHIPS: memberships, **others}
     return model.Snapshot(
-        frame(model.USERS, list(users)),
-        frame(model.ORGANIZATIONS, list(organizations)),
-        frame(model.MEMBERSHIPS, list(memberships)),
-        scope=scope or model.SyncScope(),
+        scope=scope or model.SyncScope(), **{entity: frame(entity, list(objects)) for entity, objects in lists.items()}
     )
 
 
@@ -156,11 +252,12 @@ def mirror_snapshot(
     memberships: list[dict] = (),
     deleted: dict[str, int] | None = None,
     scope: model.SyncScope | None = None,
+    **others: list[dict],
 ) -> model.Snapshot:
-    """``deleted`` maps ids (of any entity) to their ``deleted_at``; the other rows are live."""
+    """``deleted`` maps ids (of any entity) to their ``deleted_at``; the other rows are live.
+    Entities beyond the first three by table name, as for :func:`clerk_snapshot`."""
+    lists = {model.USERS: users, model.ORGANIZATIONS: organizations, model.MEMBERSHIPS: memberships, **others}
     return model.Snapshot(
-        mirror_frame(model.USERS, list(users), deleted),
-        mirror_frame(model.ORGANIZATIONS, list(organizations), deleted),
-        mirror_frame(model.MEMBERSHIPS, list(memberships), deleted),
         scope=scope or model.SyncScope(),
+        **{entity: mirror_frame(entity, list(lists.get(entity, ())), deleted) for entity in model.ENTITIES},
     )

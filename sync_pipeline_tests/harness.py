@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import json
 from dataclasses import dataclass
 
@@ -87,12 +89,25 @@ class SyncHarness:
 
 def clerk_ids(emulator: EmulatorServer) -> dict[str, set[str]]:
     """What the emulator holds now, by entity."""
-    store = emulator.store
-    return {
-        "users": {user["id"] for user in store.iter_users()},
-        "organizations": {org["id"] for org in store.iter_organizations()},
-        "organization_memberships": {m["id"] for m in store.iter_memberships()},
-    }
+    return {entity: {obj["id"] for obj in objects} for entity, objects in clerk_objects(emulator).items()}
+
+
+# The emulator store's iterator over each described entity, as Clerk's instance-wide list shows it.
+_ITERATORS = {
+    "users": "iter_users",
+    "organizations": "iter_organizations",
+    "organization_memberships": "iter_memberships",
+    "organization_permissions": "iter_permissions",
+    "organization_roles": "iter_roles",
+    "organization_invitations": "iter_invitations",
+    "organization_domains": "iter_domains",
+}
+
+
+def clerk_objects(emulator: EmulatorServer) -> dict[str, Iterable[dict]]:
+    """What the emulator holds now, by entity: every described entity (a new one fails here
+    until it is given its iterator)."""
+    return {entity: getattr(emulator.store, _ITERATORS[entity])() for entity in ENTITIES}
 
 
 def written_rows(result: ExecuteInProcessResult) -> int:

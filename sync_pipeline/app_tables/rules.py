@@ -35,7 +35,7 @@ import pandas as pd
 
 from sync_pipeline.app_tables.config import ANONYMIZE, DELETE, MEMBERSHIP, ORGANIZATION, USER
 from sync_pipeline.app_tables.snapshot import AppTablesSnapshot, AppTableState
-from sync_pipeline.clerk.normalize import select_rows
+from sync_pipeline.frames import select_rows
 from sync_pipeline.diff.plan import APP_TABLE_KINDS, DUPLICATE, MISSING, ORPHANED, AppTablePlan
 from sync_pipeline.diff.rules import pair_key
 from sync_pipeline.text_columns import is_in

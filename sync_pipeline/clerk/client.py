@@ -44,6 +44,8 @@ import httpx
 from pydantic import Field, PrivateAttr
 
 from sync_pipeline.clerk import paging
+from sync_pipeline.entities import catalog
+from sync_pipeline.entities.description import OFFSET
 from sync_pipeline.clerk.call import Call, OnPage, Request, Sink, count_of
 from sync_pipeline.clerk.errors import ClerkBadIdError, ClerkConfigError
 from sync_pipeline.clerk.ids import id_problem
@@ -194,23 +196,21 @@ class ClerkClient(dg.ConfigurableResource):
         """How many users the instance holds (``GET /users/count``, one request), as ``.stats.total_count``."""
 
         async def count(call: Call) -> None:
-            call.stats.total_count = await call.get(Request(USERS_COUNT_ENDPOINT, "/users/count", (), count_of))
+            call.stats.total_count = await call.get(Request(USERS_COUNT_ENDPOINT, paging.USERS_COUNT_PATH, (), count_of))
 
         return self._execute("fetch_user_count", None, count)
 
     def fetch_organizations(self, on_page: OnPage | None = None) -> FetchResult:
         """Every organization (``GET /organizations?include_members_count=true``, oldest first)."""
-        return self._execute(
-            "fetch_organizations",
-            on_page,
-            lambda call: paging.offset_scan(
-                call,
-                name="organizations",
-                endpoint=ORGANIZATIONS_ENDPOINT,
-                path="/organizations",
-                params={"order_by": "+created_at", "include_members_count": "true"},
-            ),
-        )
+        return self.fetch_list(catalog.ORGANIZATIONS.name, on_page)
+
+    def fetch_list(self, entity: str, on_page: OnPage | None = None) -> FetchResult:
+        """Every row of an entity Clerk lists by offset, as its description says
+        (``GET /organizations?order_by=+created_at&include_members_count=true``, …)."""
+        description = catalog.describe(entity)
+        if description.endpoints.paging != OFFSET:
+            raise ValueError(f"{entity} is not read by offset; use its own fetch method")
+        return self._execute(f"fetch_{entity}", on_page, lambda call: paging.list_scan(call, description))
 
     def fetch_memberships(
         self, on_page: OnPage | None = None, *, members_count: Mapping[str, int] | None = None
@@ -226,46 +226,60 @@ class ClerkClient(dg.ConfigurableResource):
 
     # ---- public API: by id (partial syncs) ------------------------------------------------
 
-    def fetch_users_by_id(self, ids: Iterable[str], on_page: OnPage | None = None) -> FetchResult:
-        """The users with these ids that exist (``GET /users?user_id=…``, 100 ids a request).
+    def fetch_by_id(self, entity: str, ids: Iterable[str], on_page: OnPage | None = None) -> FetchResult:
+        """The rows of ``entity`` with these ids that exist; ids Clerk doesn't know are simply
+        absent. Through the list's id filter where it has one (``GET /users?user_id=…``, 100
+        ids a request), else one request per id on its by-id path (404 → absent)."""
+        description = catalog.describe(entity)
+        endpoints = description.endpoints
+        if not (endpoints.ids_filter or endpoints.by_id_path):
+            raise ValueError(f"Clerk reads no {entity} by id")
+        unique = _unique_ids(ids, entity)
+        read = paging.by_ids_filter if endpoints.ids_filter else paging.by_id
+        return self._execute(f"fetch_{entity}_by_id", on_page, lambda call: read(call, description, unique))
 
-        Ids Clerk doesn't know are simply absent from the result.
-        """
-        unique = _unique_ids(ids, "users")
-        return self._execute("fetch_users_by_id", on_page, lambda call: paging.users_by_id(call, unique))
+    def fetch_users_by_id(self, ids: Iterable[str], on_page: OnPage | None = None) -> FetchResult:
+        """The users with these ids that exist (``GET /users?user_id=…``, 100 ids a request)."""
+        return self.fetch_by_id(catalog.USERS.name, ids, on_page)
 
     def fetch_organizations_by_id(self, ids: Iterable[str], on_page: OnPage | None = None) -> FetchResult:
         """The organizations with these ids that exist (``GET /organizations/{id}``; 404 → absent)."""
-        unique = _unique_ids(ids, "organizations")
+        return self.fetch_by_id(catalog.ORGANIZATIONS.name, ids, on_page)
+
+    def fetch_children(
+        self,
+        entity: str,
+        of: str,
+        ids: Iterable[str],
+        on_page: OnPage | None = None,
+        *,
+        known_parents: Iterable[str] = (),
+    ) -> FetchResult:
+        """Every row of ``entity`` under these rows of its parent entity ``of``, from the
+        description's by-parent list (``GET /users/{id}/organization_memberships``, …).
+
+        A list answering 404, 403, 422 or an empty page for a parent is checked with the
+        parent's own by-id path: a 404 there means the parent is gone (no children; its id
+        is in ``.stats.gone_parents``); otherwise an error stays an error. An empty list
+        under one of ``known_parents`` (just read) is believed without that check.
+        """
+        description = catalog.describe(entity)
+        unique = _unique_ids(ids, of)
         return self._execute(
-            "fetch_organizations_by_id", on_page, lambda call: paging.organizations_by_id(call, unique)
+            f"fetch_{description.singular}s_of_{of}",
+            on_page,
+            lambda call: paging.children(call, unique, of=of, entity=description, known_parents=frozenset(known_parents)),
         )
 
     def fetch_memberships_of_users(self, ids: Iterable[str], on_page: OnPage | None = None) -> FetchResult:
-        """Every membership of these users (``GET /users/{id}/organization_memberships``).
-
-        A list answering 404, 403, 422 or an empty page for a user is checked with
-        ``GET /users/{id}``: a 404 there means the user is gone (no memberships; its id is in
-        ``.stats.gone_parents``); otherwise an error stays an error.
-        """
-        unique = _unique_ids(ids, "users")
-        return self._execute(
-            "fetch_memberships_of_users", on_page, lambda call: paging.children(call, unique, of="users")
-        )
+        """Every membership of these users (``GET /users/{id}/organization_memberships``)."""
+        return self.fetch_children(catalog.MEMBERSHIPS.name, catalog.USERS.name, ids, on_page)
 
     def fetch_memberships_of_organizations(
         self, ids: Iterable[str], on_page: OnPage | None = None
     ) -> FetchResult:
-        """Every membership of these organizations (``GET /organizations/{id}/memberships``).
-
-        Gone organizations are confirmed with ``GET /organizations/{id}``, as for users.
-        """
-        unique = _unique_ids(ids, "organizations")
-        return self._execute(
-            "fetch_memberships_of_organizations",
-            on_page,
-            lambda call: paging.children(call, unique, of="organizations"),
-        )
+        """Every membership of these organizations (``GET /organizations/{id}/memberships``)."""
+        return self.fetch_children(catalog.MEMBERSHIPS.name, catalog.ORGANIZATIONS.name, ids, on_page)
 
     # ---- running a call ---------------------------------------------------------------
 

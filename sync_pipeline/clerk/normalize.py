@@ -25,11 +25,6 @@ dropped, and de-duplicates rows repeated across pages when the frame is asked fo
 
 from __future__ import annotations
 
-import mmap
-import os
-import tempfile
-import threading
-import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -37,11 +32,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from sync_pipeline import model
-
-PRIVATE_METADATA = "private_metadata"
+from sync_pipeline.entities import catalog, readers
+from sync_pipeline.entities.description import PRIVATE_METADATA, Column, Entity
+from sync_pipeline.frames import (  # noqa: F401  (re-exported: the builder's readers use them)
+    SPILL_AFTER_BYTES,
+    SPILL_DIR_VARIABLE,
+    RawSpill,
+    dedupe_latest,
+    drop_rows,
+    release_spilled_pages,
+    select_rows,
+)
 
 __all__ = [
     "FrameBuilder",
@@ -51,6 +54,7 @@ __all__ = [
     "select_rows",
     "normalize",
     "normalize_membership",
+    "normalize_one",
     "normalize_organization",
     "normalize_user",
     "primary_email",
@@ -106,113 +110,79 @@ def _int(value: Any) -> int | None:
     return number if -(2**63) <= number < 2**63 else None
 
 
-def _dict(value: Any) -> dict:
-    return value if isinstance(value, dict) else {}
-
-
 def primary_email(user: Mapping[str, Any]) -> str | None:
-    """The user's primary e-mail address, as Clerk spells it.
-
-    1. the address whose ``id`` equals ``primary_email_address_id``;
-    2. where that id is null or not found: the first address whose
-       ``verification.status`` is ``"verified"`` (``verification`` may be null);
-    3. else the first address; 4. else null.
-    """
-    addresses = [a for a in (user.get("email_addresses") or ()) if isinstance(a, dict)]
-    if not addresses:
-        return None
-    primary_id = user.get("primary_email_address_id")
-    if primary_id is not None:
-        for address in addresses:
-            if address.get("id") == primary_id:
-                return _text(address.get("email_address"))
-    for address in addresses:
-        if _dict(address.get("verification")).get("status") == "verified":
-            return _text(address.get("email_address"))
-    return _text(addresses[0].get("email_address"))
+    """The user's primary e-mail address, as Clerk spells it (:func:`entities.readers.primary_email`)."""
+    return _text(readers.primary_email(user))
 
 
 def strip_private_metadata(entity: str, obj: Mapping[str, Any]) -> dict:
-    """A shallow copy of ``obj`` without ``private_metadata`` (also inside an embedded org)."""
+    """A shallow copy of ``obj`` without ``private_metadata`` (also inside embedded objects
+    that carry their own, as a membership's organization)."""
     out = {k: v for k, v in obj.items() if k != PRIVATE_METADATA}
-    if entity == model.MEMBERSHIPS and isinstance(out.get("organization"), dict):
-        out["organization"] = {
-            k: v for k, v in out["organization"].items() if k != PRIVATE_METADATA
-        }
+    for key in catalog.describe(entity).embedded_private:
+        if isinstance(out.get(key), dict):
+            out[key] = {k: v for k, v in out[key].items() if k != PRIVATE_METADATA}
     return out
 
 
 # ------------------------------------------------------------------ rows, per entity
-# Each function turns one object into a tuple in model.COLUMNS[entity] order. They are
-# the whole mapping: read them as the table of "column <- JSON path" rules.
+# The row builder of an entity turns one object into a tuple in model.COLUMNS[entity]
+# order, from its description's columns: each reads its path (or runs its reader) and
+# converts the value by kind. The raw object and its digest close every row.
+
+_CONVERT: dict[str, Callable[[Any], Any]] = {
+    model.TEXT: _text,
+    model.JSON: _json,
+    model.BOOL: _bool,
+    model.MILLIS: _int,
+    model.INT: _int,
+}
 
 
-def _user_row(obj: dict, include_private: bool) -> tuple:
-    if not include_private:
-        obj = strip_private_metadata(model.USERS, obj)
-    raw = _raw(obj)
-    get = obj.get
-    return (
-        _text(get("id")),
-        primary_email(obj),
-        _text(get("first_name")),
-        _text(get("last_name")),
-        _text(get("username")),
-        _text(get("image_url")),
-        _text(get("external_id")),
-        _bool(get("banned")),
-        _json(get("public_metadata")),
-        _json(get(PRIVATE_METADATA)),
-        _int(get("created_at")),
-        _int(get("updated_at")),
-        raw,
-        model.digest(raw),
-    )
+def _reader(column: Column) -> Callable[[dict], Any]:
+    convert = _CONVERT[column.kind]
+    if column.read is not None:
+        read = column.read
+        return lambda obj: convert(read(obj))
+    if len(column.path) == 1:
+        (key,) = column.path
+        return lambda obj: convert(obj.get(key))
+    first, *rest = column.path
+
+    def nested(obj: dict) -> Any:
+        value = obj.get(first)
+        for key in rest:
+            value = value.get(key) if isinstance(value, dict) else None
+        return convert(value)
+
+    return nested
 
 
-def _organization_row(obj: dict, include_private: bool) -> tuple:
-    if not include_private:
-        obj = strip_private_metadata(model.ORGANIZATIONS, obj)
-    raw = _raw(obj)
-    get = obj.get
-    return (
-        _text(get("id")),
-        _text(get("name")),
-        _text(get("slug")),
-        _text(get("image_url")),
-        _int(get("members_count")),
-        _text(get("created_by")),
-        _json(get("public_metadata")),
-        _json(get(PRIVATE_METADATA)),
-        _int(get("created_at")),
-        _int(get("updated_at")),
-        raw,
-        model.digest(raw),
-    )
+def _row_builder(entity: Entity) -> Callable[[dict, bool], tuple]:
+    names = entity.column_names
+    if names[-2:] != ("raw", "raw_digest"):
+        raise ValueError(f"{entity.name}: raw and raw_digest must close the columns")
+    columns = [c for c in entity.columns if c.name not in ("raw", "raw_digest")]
+    if any(c.computed for c in columns):
+        raise ValueError(f"{entity.name}: every column but raw and raw_digest needs a path or a reader")
+    read = tuple(_reader(c) for c in columns)
+    name = entity.name
+    digest = model.digest
+    leaves_out = frozenset(entity.raw_leaves_out)
 
+    def build(obj: dict, include_private: bool) -> tuple:
+        if not include_private:  # also where Clerk's object has a private_metadata no column shows
+            obj = strip_private_metadata(name, obj)
+        if leaves_out and not leaves_out.isdisjoint(obj):
+            obj = {k: v for k, v in obj.items() if k not in leaves_out}
+        raw = _raw(obj)
+        return (*[r(obj) for r in read], raw, digest(raw))
 
-def _membership_row(obj: dict, include_private: bool) -> tuple:
-    if not include_private:
-        obj = strip_private_metadata(model.MEMBERSHIPS, obj)
-    raw = _raw(obj)
-    get = obj.get
-    return (
-        _text(get("id")),
-        _text(_dict(get("organization")).get("id")),
-        _text(_dict(get("public_user_data")).get("user_id")),
-        _text(get("role")),
-        _json(get("permissions")),
-        _int(get("created_at")),
-        _int(get("updated_at")),
-        raw,
-        model.digest(raw),
-    )
+    return build
 
 
 _ROW_BUILDERS: dict[str, Callable[[dict, bool], tuple]] = {
-    model.USERS: _user_row,
-    model.ORGANIZATIONS: _organization_row,
-    model.MEMBERSHIPS: _membership_row,
+    entity.name: _row_builder(entity) for entity in catalog.ENTITIES
 }
 
 
@@ -223,6 +193,11 @@ def _row_dict(entity: str, obj: dict, include_private_metadata: bool) -> dict[st
     row = dict(zip(model.COLUMNS[entity], rows[0]))
     row["raw"] = row["raw"].decode("utf-8")  # the frame's text; rows carry it as UTF-8 bytes
     return row
+
+
+def normalize_one(entity: str, obj: Mapping[str, Any], *, include_private_metadata: bool = True) -> dict[str, Any]:
+    """One object of ``entity`` as a dict of contract columns (Python values, None for null)."""
+    return _row_dict(entity, dict(obj), include_private_metadata)
 
 
 def normalize_user(obj: Mapping[str, Any], *, include_private_metadata: bool = True) -> dict[str, Any]:
@@ -293,82 +268,6 @@ def _chunk(entity: str, rows: list[tuple]) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------- spilling raw text
-
-# Past this many bytes of raw text, a FrameBuilder writes the raw text of further pages
-# to a temporary file and maps it back read-only: a million users' raw objects are
-# gigabytes, which then live in the page cache (clean, evictable) rather than in the
-# process's own memory. TMPDIR (or SYNC_SPILL_DIR) should be on disk, not in memory.
-SPILL_AFTER_BYTES = 64 * 1024 * 1024
-SPILL_DIR_VARIABLE = "SYNC_SPILL_DIR"
-
-_mappings: dict[int, tuple[weakref.ref, int]] = {}  # base address -> (mapping, size)
-_mappings_lock = threading.Lock()
-
-
-def _register(mapping: mmap.mmap, address: int, size: int) -> None:
-    def forget(_: object, address: int = address) -> None:
-        with _mappings_lock:
-            _mappings.pop(address, None)
-
-    with _mappings_lock:
-        _mappings[address] = (weakref.ref(mapping, forget), size)
-
-
-def release_spilled_pages(values: Any) -> int:
-    """Let go of the resident pages of spilled raw text that ``values`` points into.
-
-    For a reader that has just gone through a slice of a large raw column (the staging
-    COPY, the IO manager): the pages stay in the page cache and come back on the next
-    access, but stop counting in this process's memory. Anything not spilled is left
-    alone. Returns the bytes released.
-    """
-    if isinstance(values, pd.Series):
-        values = values.array
-    if hasattr(values, "__arrow_array__"):
-        values = values.__arrow_array__()
-    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
-    released = 0
-    with _mappings_lock:
-        mappings = [(base, ref(), size) for base, (ref, size) in _mappings.items()]
-    for chunk in chunks:
-        buffers = chunk.buffers()
-        data = buffers[-1] if buffers else None
-        if data is None or data.size == 0:
-            continue
-        for base, mapping, size in mappings:
-            if mapping is None or not base <= data.address < base + size:
-                continue
-            start = (data.address - base) // mmap.PAGESIZE * mmap.PAGESIZE
-            end = min(size, -(-(data.address - base + data.size) // mmap.PAGESIZE) * mmap.PAGESIZE)
-            if end > start:
-                mapping.madvise(mmap.MADV_DONTNEED, start, end - start)
-                released += end - start
-            break
-    return released
-
-
-class _RawSpill:
-    """Raw text of a builder's pages, appended to an unlinked temporary file."""
-
-    def __init__(self) -> None:
-        directory = os.environ.get(SPILL_DIR_VARIABLE) or None
-        self._file = tempfile.TemporaryFile(prefix="sync-pipeline-raw-", dir=directory)
-        self.size = 0
-
-    def append(self, data: bytes) -> int:
-        offset = self.size
-        self._file.write(data)
-        self.size += len(data)
-        return offset
-
-    def mapped(self) -> pa.Buffer:
-        """The whole file so far, mapped read-only (the mapping outlives the file)."""
-        self._file.flush()
-        mapping = mmap.mmap(self._file.fileno(), self.size, access=mmap.ACCESS_READ)
-        buffer = pa.py_buffer(mapping)
-        _register(mapping, buffer.address, self.size)
-        return buffer
-
 
 @dataclass
 class _SpilledPage:
@@ -473,92 +372,6 @@ def memberships_frame(
     return normalize(model.MEMBERSHIPS, objects, include_private_metadata=include_private_metadata)
 
 
-def dedupe_latest(frame: pd.DataFrame, key: str | list[str] = "id") -> tuple[pd.DataFrame, np.ndarray]:
-    """Keep one row per ``key``: the greatest ``updated_at`` (NA counts as oldest), ties the last.
-
-    Rows with a null in any key column are always kept.
-    Returns the kept rows (in their original order, index reset) and the positions of the
-    dropped rows in ``frame``. Cheap when there is nothing to drop.
-    """
-    keys = [key] if isinstance(key, str) else list(key)
-    if len(frame) < 2:
-        return frame.reset_index(drop=True), np.empty(0, dtype=np.int64)
-    repeated = frame.duplicated(keys, keep=False).to_numpy(dtype=bool, copy=True)
-    for k in keys:  # a row with a null key is nobody's repeat
-        repeated &= frame[k].notna().to_numpy(dtype=bool)
-    if not repeated.any():
-        return frame.reset_index(drop=True), np.empty(0, dtype=np.int64)
-    # Only rows of repeated keys need ranking; ``keep="last"`` after a stable sort by
-    # (updated_at, position) keeps the newest, ties the last seen.
-    positions = np.flatnonzero(repeated)
-    sub = select_rows(frame[[*keys, "updated_at"]], repeated)
-    ranked = pd.DataFrame(
-        {
-            **{f"k{i}": sub[k].to_numpy(dtype=object, na_value=None) for i, k in enumerate(keys)},
-            "u": sub["updated_at"].to_numpy(dtype="float64", na_value=-np.inf),
-            "pos": positions,
-        }
-    ).sort_values(["u", "pos"], kind="stable")
-    dropped_mask = ranked.duplicated([f"k{i}" for i in range(len(keys))], keep="last")
-    dropped = np.sort(ranked.loc[dropped_mask, "pos"].to_numpy())
-    return drop_rows(frame, dropped), dropped
-
-
-def drop_rows(frame: pd.DataFrame, positions: np.ndarray) -> pd.DataFrame:
-    """``frame`` without the rows at ``positions`` (sorted), index reset.
-
-    A few rows out of a million are dropped without copying the text: Arrow string
-    columns are re-assembled from zero-copy slices around the dropped rows (a filter
-    would copy every ``raw`` document, gigabytes for a million users).
-    """
-    n = len(frame)
-    keep = np.ones(n, dtype=bool)
-    keep[positions] = False
-    if len(positions) == 0:
-        return frame.reset_index(drop=True)
-    if len(positions) > max(64, n // 1000):
-        return select_rows(frame, keep)
-    starts = np.concatenate([[0], positions + 1])
-    ends = np.concatenate([positions, [n]])
-    runs = [(int(a), int(b - a)) for a, b in zip(starts, ends) if b > a]
-    columns = {}
-    for name in frame.columns:
-        values = frame[name].array
-        if isinstance(values, pd.arrays.ArrowStringArray):
-            whole = values.__arrow_array__()
-            whole = whole if isinstance(whole, pa.ChunkedArray) else pa.chunked_array([whole])
-            chunks = [chunk for start, length in runs for chunk in whole.slice(start, length).chunks]
-            columns[name] = pd.arrays.ArrowStringArray(pa.chunked_array(chunks, type=whole.type))
-        else:
-            columns[name] = values[keep]
-    return pd.DataFrame(columns)
-
-
-def select_rows(frame: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
-    """``frame[mask]``, index reset, with Arrow string columns filtered chunk by chunk.
-
-    pandas selects rows with a ``take``, which on a column of many Arrow chunks (one
-    per page) first joins all the chunks: a copy of every ``raw`` document to pick a few.
-    A filter works chunk by chunk and copies only what it keeps.
-    """
-    mask = np.asarray(mask, dtype=bool)
-    if mask.all():
-        return frame.reset_index(drop=True)
-    arrow_mask = pa.array(mask)
-    columns = {}
-    for name in frame.columns:
-        values = frame[name].array
-        if isinstance(values, pd.arrays.ArrowStringArray):
-            kept = pc.filter(values.__arrow_array__(), arrow_mask)
-            if isinstance(kept, pa.ChunkedArray):
-                kept = pa.chunked_array([c for c in kept.chunks if len(c)], type=kept.type)
-            columns[name] = pd.arrays.ArrowStringArray(kept)
-            release_spilled_pages(values)  # the filter faulted in spilled raw text around what it kept
-        else:
-            columns[name] = values[mask]
-    return pd.DataFrame(columns, columns=frame.columns)
-
-
 class FrameBuilder:
     """Accumulates pages of Clerk objects into one contract frame.
 
@@ -590,7 +403,7 @@ class FrameBuilder:
         self._chunks: list[pd.DataFrame | _SpilledPage] = []
         self._raw_index = list(model.COLUMNS[entity]).index("raw")
         self._spill_after = SPILL_AFTER_BYTES if spill_after_bytes is None else spill_after_bytes
-        self._spill: _RawSpill | None = None
+        self._spill: RawSpill | None = None
         self.raw_bytes = 0
         self.rows_seen = 0
         self.skipped = 0
@@ -628,7 +441,7 @@ class FrameBuilder:
 
     def _spilled(self, tuples: list[tuple], raws: list[bytes]) -> _SpilledPage:
         if self._spill is None:
-            self._spill = _RawSpill()
+            self._spill = RawSpill()
         offsets = np.zeros(len(raws) + 1, dtype=np.int64)
         np.cumsum(np.fromiter(map(len, raws), dtype=np.int64, count=len(raws)), out=offsets[1:])
         offset = self._spill.append(b"".join(raws))

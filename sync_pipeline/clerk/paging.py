@@ -15,6 +15,8 @@ from typing import Any
 import dagster as dg
 
 from sync_pipeline import progress
+from sync_pipeline.entities import catalog
+from sync_pipeline.entities.description import ByParent, Entity
 from sync_pipeline.clerk.call import Call, Refused, Request, count_of, list_body, object_of, rows_of, total_of
 from sync_pipeline.clerk.errors import ClerkAuthError, ClerkUnavailableError
 from sync_pipeline.clerk.ids import path_segment
@@ -25,15 +27,28 @@ logger = dg.get_dagster_logger("sync_pipeline.clerk")
 
 IDS_PER_REQUEST = 100  # Clerk accepts up to 100 values of a repeated filter such as user_id=
 
-# Endpoint names used as keys of FetchStats.endpoints.
-USERS_ENDPOINT = "GET /users"
-USER_ENDPOINT = "GET /users/{id}"
-USERS_COUNT_ENDPOINT = "GET /users/count"
-ORGANIZATIONS_ENDPOINT = "GET /organizations"
-ORGANIZATION_ENDPOINT = "GET /organizations/{id}"
-MEMBERSHIPS_ENDPOINT = "GET /organization_memberships"
-USER_MEMBERSHIPS_ENDPOINT = "GET /users/{id}/organization_memberships"
-ORGANIZATION_MEMBERSHIPS_ENDPOINT = "GET /organizations/{id}/memberships"
+# Endpoint names used as keys of FetchStats.endpoints, from the entity descriptions.
+USERS_ENDPOINT = catalog.USERS.endpoints.list_label  # GET /users
+USER_ENDPOINT = catalog.USERS.endpoints.by_id_label  # GET /users/{id}
+USERS_COUNT_ENDPOINT = f"{USERS_ENDPOINT}/count"
+# The one list walked by cursor windows (catalog.USERS.endpoints.paging), and its count.
+_USERS_PATH = catalog.USERS.endpoints.list_path
+USERS_COUNT_PATH = f"{_USERS_PATH}/count"
+ORGANIZATIONS_ENDPOINT = catalog.ORGANIZATIONS.endpoints.list_label
+ORGANIZATION_ENDPOINT = catalog.ORGANIZATIONS.endpoints.by_id_label
+MEMBERSHIPS_ENDPOINT = catalog.MEMBERSHIPS.endpoints.list_label
+
+
+def _by_parent(entity: Entity, parent_entity: str) -> ByParent:
+    column = entity.parent_column(parent_entity)
+    for by_parent in entity.endpoints.by_parent:
+        if by_parent.parent_column == column:
+            return by_parent
+    raise ValueError(f"{entity.name}: Clerk lists none by {parent_entity}")
+
+
+USER_MEMBERSHIPS_ENDPOINT = f"GET {_by_parent(catalog.MEMBERSHIPS, 'users').path}"
+ORGANIZATION_MEMBERSHIPS_ENDPOINT = f"GET {_by_parent(catalog.MEMBERSHIPS, 'organizations').path}"
 
 # What a membership list by parent may answer for a parent that no longer exists: the spec
 # documents none of these for it, so each is checked against the parent itself.
@@ -75,7 +90,7 @@ async def users_by_cursor(call: Call, *, known_total: int | None = None) -> None
     windows = [whole]
     if wanted > 1:
         first = await call.get(
-            Request(USERS_ENDPOINT, "/users", [("order_by", "+created_at"), *whole.query(), ("limit", "1")], list_body)
+            Request(USERS_ENDPOINT, _USERS_PATH, [("order_by", "+created_at"), *whole.query(), ("limit", "1")], list_body)
         )
         oldest = rows_of(first)
         created_at = oldest[0].get("created_at") if oldest else None
@@ -96,7 +111,7 @@ async def users_by_cursor(call: Call, *, known_total: int | None = None) -> None
 
 
 async def _count(call: Call, window: Window) -> int:
-    return await call.get(Request(USERS_COUNT_ENDPOINT, "/users/count", window.query(), count_of))
+    return await call.get(Request(USERS_COUNT_ENDPOINT, USERS_COUNT_PATH, window.query(), count_of))
 
 
 async def _walk_window(call: Call, index: int, window: Window) -> None:
@@ -119,7 +134,7 @@ async def _walk_window(call: Call, index: int, window: Window) -> None:
         params = [("order_by", "+created_at"), *window.query(), ("limit", str(size))]
         if cursor is not None:
             params.append(("starting_after", cursor))
-        request = Request(USERS_ENDPOINT, "/users", params, list_body, tolerate=frozenset({422}) if cursor else frozenset())
+        request = Request(USERS_ENDPOINT, _USERS_PATH, params, list_body, tolerate=frozenset({422}) if cursor else frozenset())
         body = await call.get(request)
         if isinstance(body, Refused):
             if last_at is None:
@@ -244,6 +259,19 @@ async def offset_scan(
     progress.current().list_finished(name)
 
 
+async def list_scan(call: Call, entity: Entity, **kw: Any) -> None:
+    """An entity's instance-wide offset list, as its description gives it (path, order, params)."""
+    endpoints = entity.endpoints
+    await offset_scan(
+        call,
+        name=entity.name,
+        endpoint=endpoints.list_label,
+        path=endpoints.list_path,
+        params=dict(endpoints.list_params),
+        **kw,
+    )
+
+
 async def memberships(call: Call, members_count: Mapping[str, int] | None) -> None:
     """Every membership of the instance, in ``+created_at`` order.
 
@@ -261,12 +289,9 @@ async def memberships(call: Call, members_count: Mapping[str, int] | None) -> No
                 seen[organization["id"]] += 1
 
     try:
-        await offset_scan(
+        await list_scan(
             call,
-            name="organization_memberships",
-            endpoint=MEMBERSHIPS_ENDPOINT,
-            path="/organization_memberships",
-            params={"order_by": "+created_at"},
+            catalog.MEMBERSHIPS,
             on_rows=count_members,
             deep_timeout_is_fatal=members_count is None,
         )
@@ -285,69 +310,83 @@ async def memberships(call: Call, members_count: Mapping[str, int] | None) -> No
     before = call.stats.requests
     await children(call, missing, of="organizations", key_base=1)
     call.stats.fallback_requests = call.stats.requests - before
-    progress.current().list_finished("organization_memberships")
+    progress.current().list_finished(catalog.MEMBERSHIPS.name)
 
 
 # ---- by id --------------------------------------------------------------------------------
 
 
-async def users_by_id(call: Call, ids: list[str]) -> None:
+async def by_ids_filter(call: Call, entity: Entity, ids: list[str]) -> None:
+    """The rows with these ids, through the list's repeated id filter, 100 ids a request."""
+    endpoints = entity.endpoints
+    label = endpoints.list_label
     chunk = min(IDS_PER_REQUEST, call.page_size)
     chunks = [ids[i : i + chunk] for i in range(0, len(ids), chunk)]
 
     async def one(indexed: tuple[int, list[str]]) -> None:
         index, members = indexed
-        params = [("user_id", id_) for id_ in members] + [("limit", str(chunk)), ("offset", "0")]
-        body = await call.get(Request(USERS_ENDPOINT, "/users", params, list_body))
-        call.deliver(USERS_ENDPOINT, (index, 0, 0), rows_of(body))
+        params = [(endpoints.ids_filter, id_) for id_ in members] + [("limit", str(chunk)), ("offset", "0")]
+        body = await call.get(Request(label, endpoints.list_path, params, list_body))
+        call.deliver(label, (index, 0, 0), rows_of(body))
 
     await call.for_each(enumerate(chunks), one)
 
 
-async def organizations_by_id(call: Call, ids: list[str]) -> None:
+async def users_by_id(call: Call, ids: list[str]) -> None:
+    await by_ids_filter(call, catalog.USERS, ids)
+
+
+async def by_id(call: Call, entity: Entity, ids: list[str]) -> None:
+    """One request per id on the entity's by-id path; a 404 leaves the id out."""
+    endpoints = entity.endpoints
+    label = endpoints.by_id_label
+
     async def one(indexed: tuple[int, str]) -> None:
         index, id_ = indexed
         body = await call.get(
             Request(
-                ORGANIZATION_ENDPOINT,
-                f"/organizations/{path_segment(id_)}",
-                [("include_members_count", "true")],
+                label,
+                endpoints.by_id_path.format(id=path_segment(id_)),
+                list(endpoints.by_id_params.items()),
                 object_of,
                 tolerate=frozenset({404}),
             )
         )
         if not isinstance(body, Refused):
-            call.deliver(ORGANIZATION_ENDPOINT, (index, 0, 0), body)
+            call.deliver(label, (index, 0, 0), body)
 
     await call.for_each(enumerate(ids), one)
+
+
+async def organizations_by_id(call: Call, ids: list[str]) -> None:
+    await by_id(call, catalog.ORGANIZATIONS, ids)
 
 
 # ---- memberships by parent -------------------------------------------------------------------
 
 
-_PARENTS = {
-    # kind: (list endpoint, list path, list params, parent endpoint, parent path)
-    "users": (USER_MEMBERSHIPS_ENDPOINT, "/users/{}/organization_memberships", {}, USER_ENDPOINT, "/users/{}"),
-    "organizations": (
-        ORGANIZATION_MEMBERSHIPS_ENDPOINT,
-        "/organizations/{}/memberships",
-        {"order_by": "+created_at"},  # the user-side list takes no order_by
-        ORGANIZATION_ENDPOINT,
-        "/organizations/{}",
-    ),
-}
-
-
-async def children(call: Call, ids: list[str], *, of: str, key_base: int = 0) -> None:
-    """Page through each parent's membership list.
+async def children(
+    call: Call,
+    ids: list[str],
+    *,
+    of: str,
+    entity: Entity = catalog.MEMBERSHIPS,
+    key_base: int = 0,
+    known_parents: frozenset[str] = frozenset(),
+) -> None:
+    """Page through each parent's list of ``entity`` (memberships unless told), ``of`` naming
+    the parent entity; the paths are the description's ``by_parent``.
 
     What these lists answer for a parent that does not exist is not documented (404, 403,
     422 or an empty page are all possible), so any of those is checked against the parent
     itself: only a 404 there makes it gone (no memberships; recorded in
     ``stats.gone_parents``). A parent that exists leaves an empty page meaning "no
-    memberships" and a refusal standing as the error it is.
+    memberships" and a refusal standing as the error it is. ``known_parents`` are ids this
+    run has just read: an empty page under one of them is believed without that check.
     """
-    endpoint, list_path, params, parent_endpoint, parent_path = _PARENTS[of]
+    by_parent = _by_parent(entity, of)
+    endpoint, list_path, params = f"GET {by_parent.path}", by_parent.path, dict(by_parent.params)
+    parent_endpoint, parent_path = f"GET {by_parent.parent_path}", by_parent.parent_path
     size = call.page_size
 
     async def one(indexed: tuple[int, str]) -> None:
@@ -355,12 +394,13 @@ async def children(call: Call, ids: list[str], *, of: str, key_base: int = 0) ->
         segment = path_segment(id_)
         offset = 0
         while True:
-            request = _page_request(call, endpoint, list_path.format(segment), params, offset, tolerate=_GONE_PARENT_ANSWERS)
+            request = _page_request(call, endpoint, list_path.format(id=segment), params, offset, tolerate=_GONE_PARENT_ANSWERS)
             body = await call.get(request)
             rows = [] if isinstance(body, Refused) else rows_of(body)
-            if isinstance(body, Refused) or (offset == 0 and not rows):
+            # A parent this run just read needs no second look when its list is merely empty.
+            if isinstance(body, Refused) or (offset == 0 and not rows and id_ not in known_parents):
                 parent = await call.get(
-                    Request(parent_endpoint, parent_path.format(segment), (), object_of, tolerate=frozenset({404}))
+                    Request(parent_endpoint, parent_path.format(id=segment), (), object_of, tolerate=frozenset({404}))
                 )
                 if isinstance(parent, Refused):
                     call.stats.gone_parents.append(id_)

@@ -28,7 +28,8 @@ from sync_pipeline.clerk.client import IDS_PER_REQUEST, ClerkClient, FetchResult
 from sync_pipeline.clerk.errors import ClerkIncompleteListError, ClerkUnavailableError
 from sync_pipeline.clerk.normalize import SPILL_DIR_VARIABLE, FrameBuilder
 from sync_pipeline.frame_files import dump_object, load_object
-from sync_pipeline.model import MEMBERSHIPS, ORGANIZATIONS, USERS, LiveKeys, Snapshot, SyncScope
+from sync_pipeline.entities import catalog
+from sync_pipeline.model import ENTITIES, MEMBERSHIPS, ORGANIZATIONS, USERS, LiveKeys, Snapshot, SyncScope
 from sync_pipeline.text_columns import is_in
 
 # Confirming absences costs a request per 100 users, per organization, and per user (or
@@ -73,7 +74,7 @@ class _Reader:
         self.client = client
         self.builders = {
             entity: FrameBuilder(entity, include_private_metadata=include_private_metadata)
-            for entity in (USERS, ORGANIZATIONS, MEMBERSHIPS)
+            for entity in ENTITIES
         }
         self.report = ClerkReadReport()
         self.short_pages: dict[str, int] = {}
@@ -112,24 +113,30 @@ class _Reader:
         gone goes with it, and is not read again.
         """
         client = self.client
-        users = _not_in(live.users, frames[USERS]["id"]).tolist()
-        self._confirm(frames, USERS, users, math.ceil(len(users) / IDS_PER_REQUEST), "users_by_id", client.fetch_users_by_id)
-        orgs = _not_in(live.organizations, frames[ORGANIZATIONS]["id"]).tolist()
-        self._confirm(frames, ORGANIZATIONS, orgs, len(orgs), "organizations_by_id", client.fetch_organizations_by_id)
-
-        memberships = live.memberships
-        missing = memberships[
-            ~is_in(memberships["id"], frames[MEMBERSHIPS]["id"])
-            & is_in(memberships["user_id"], frames[USERS]["id"])
-            & is_in(memberships["organization_id"], frames[ORGANIZATIONS]["id"])
-        ]
-        of_users, of_orgs = missing["user_id"].unique().tolist(), missing["organization_id"].unique().tolist()
-        # One request per user or per organization: whichever names fewer.
-        if len(of_users) <= len(of_orgs):
-            method, ids, label = client.fetch_memberships_of_users, of_users, "memberships_of_users"
-        else:
-            method, ids, label = client.fetch_memberships_of_organizations, of_orgs, "memberships_of_organizations"
-        self._confirm(frames, MEMBERSHIPS, ids, len(ids), label, method, absent=len(missing))
+        for entity in catalog.ENTITIES:  # parents first: their confirmed rows decide the children's
+            keys = live.frame(entity.name)
+            missing = keys[~is_in(keys["id"], frames[entity.name]["id"])]
+            for parent in entity.parents:  # a row whose parent is gone goes with it, unread
+                missing = missing[is_in(missing[parent.column], frames[parent.entity]["id"])]
+            endpoints = entity.endpoints
+            by_parent = [
+                (p, missing[p.column].dropna().unique().tolist())
+                for p in entity.parents
+                if any(b.parent_column == p.column for b in endpoints.by_parent)
+            ]
+            if by_parent:
+                # One request per parent row, under whichever parent names fewer.
+                parent, ids = min(by_parent, key=lambda found: len(found[1]))
+                method = partial(client.fetch_children, entity.name, parent.entity)
+                label = f"{entity.singular}s_of_{parent.entity}"
+                self._confirm(frames, entity.name, ids, len(ids), label, method, absent=len(missing))
+            elif endpoints.ids_filter or endpoints.by_id_path:
+                ids = missing["id"].tolist()
+                requests = math.ceil(len(ids) / IDS_PER_REQUEST) if endpoints.ids_filter else len(ids)
+                method = partial(client.fetch_by_id, entity.name)
+                self._confirm(frames, entity.name, ids, requests, f"{entity.name}_by_id", method)
+            else:  # nothing reads it otherwise: a short list read whole, its absences believed
+                self.report.absent[entity.name] = len(missing)
 
     def _confirm(self, frames, entity, ids, requests, label, method, *, absent: int | None = None) -> None:  # noqa: ANN001
         absent = len(ids) if absent is None else absent
@@ -211,6 +218,10 @@ def read_clerk(
             # Organizations before memberships: their members_count lets a membership scan
             # whose deep offsets time out read the rest per organization.
             reader.fetch("organizations", ORGANIZATIONS, client.fetch_organizations)
+            # The other lists are short (a few per organization, a few roles) and read by offset.
+            for entity in catalog.ENTITIES:
+                if entity.name not in (USERS, ORGANIZATIONS, MEMBERSHIPS):
+                    reader.fetch(entity.name, entity.name, partial(client.fetch_list, entity.name))
             members = partial(client.fetch_memberships, members_count=reader.members_count())
             if memberships is None:
                 reader.fetch("organization_memberships", MEMBERSHIPS, members)
@@ -223,17 +234,24 @@ def read_clerk(
                 else:
                     reader.take_scan("organization_memberships", MEMBERSHIPS, scanned)
     else:
-        if scope.user_ids:
-            reader.fetch("users_by_id", USERS, client.fetch_users_by_id, list(scope.user_ids))
-            reader.fetch("memberships_of_users", MEMBERSHIPS, client.fetch_memberships_of_users, list(scope.user_ids))
-        if scope.organization_ids:
-            reader.fetch("organizations_by_id", ORGANIZATIONS, client.fetch_organizations_by_id, list(scope.organization_ids))
-            reader.fetch(
-                "memberships_of_organizations",
-                MEMBERSHIPS,
-                client.fetch_memberships_of_organizations,
-                list(scope.organization_ids),
-            )
+        # What the mirror's scope filter covers (mirror.snapshot._scope_filter): the rows the
+        # scope names, and every child of them, each parent's children in its own list.
+        for entity in catalog.ENTITIES:
+            ids = list(scope.ids_of(entity.name))
+            if not ids:
+                continue
+            reader.fetch(f"{entity.name}_by_id", entity.name, partial(client.fetch_by_id, entity.name), ids)
+            # The parents just read exist: an empty list of children under one is believed.
+            found = reader.builders[entity.name].frame()["id"].tolist()
+            for child, parent in catalog.children_of(entity.name):
+                if parent not in catalog.scoping_parents(child):
+                    continue  # its list under this parent is not the whole picture
+                reader.fetch(
+                    f"{child.singular}s_of_{entity.name}",
+                    child.name,
+                    partial(client.fetch_children, child.name, entity.name, known_parents=found),
+                    ids,
+                )
 
     frames = reader.frames()
     if scope.is_full and mirror_live_keys is not None:

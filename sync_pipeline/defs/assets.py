@@ -40,7 +40,7 @@ from dagster import (
 from sync_pipeline.app_tables.rules import plan_app_tables
 from sync_pipeline.app_tables.snapshot import AppTablesSnapshot, read_app_tables
 from sync_pipeline.clerk.client import ClerkClient
-from sync_pipeline.clerk.normalize import select_rows
+from sync_pipeline.frames import select_rows
 from sync_pipeline.clerk.snapshot import read_clerk
 from sync_pipeline.defs.metadata import counts_table, plan_metadata, read_report_table, sample_table
 from sync_pipeline.defs.resources import MirrorDatabase
@@ -54,7 +54,7 @@ from sync_pipeline.model import ENTITIES, Snapshot, SyncScope
 from sync_pipeline.scope_check import ids_not_in_clerk
 from sync_pipeline.text_columns import is_in
 from sync_pipeline.webhooks import inbox
-from sync_pipeline.webhooks.runs import events_for_run, organizations_of_users, run_lag
+from sync_pipeline.webhooks.runs import events_for_run, organizations_holding_roles, organizations_of_users, run_lag
 
 SYNC_GROUP = "clerk_sync"
 MIRROR_GROUP = "clerk_mirror"
@@ -91,6 +91,8 @@ def sync_run_record(
         scope={
             "user_ids": list(scope.user_ids),
             "organization_ids": list(scope.organization_ids),
+            **({"role_ids": list(scope.role_ids)} if scope.role_ids else {}),
+            **({"permission_ids": list(scope.permission_ids)} if scope.permission_ids else {}),
             "webhook_events": len(scope.event_ids),
         },
         started_at=started,
@@ -118,13 +120,23 @@ def sync_scope(context: AssetExecutionContext, config: SyncRunConfig, mirror_db:
         until=config.replay_until,
         pending_too=explicit.is_full and not config.answers_webhooks,
     )
-    user_ids, organization_ids = inbox.affected_ids(events)
-    if config.answers_webhooks and not (explicit.user_ids or explicit.organization_ids or user_ids or organization_ids):
+    affected = inbox.affected_scope(events)
+    user_ids, organization_ids = affected["user_ids"], affected["organization_ids"]
+    if config.answers_webhooks and explicit.is_full and not any(affected.values()):
         # Never widen an empty partial run into a full sync.
         raise ConfigurationError("the webhook events named for this run affect no user or organization: nothing to sync")
+    fan_out = None
     if explicit.is_full and not config.answers_webhooks:
         scope = SyncScope(event_ids=tuple(e.svix_id for e in events))
     else:
+        # A role's or a permission's change moves the permissions of every membership of the
+        # roles it changes: those organizations' memberships are read again.
+        fan_out = organizations_holding_roles(
+            mirror_db.engine, mirror_db.db_schema, affected["role_ids"], affected["permission_ids"]
+        )
+        if fan_out.deferred_organizations:
+            context.log.warning(f"role/permission change: {fan_out.describe()}")
+        organization_ids = [*organization_ids, *fan_out.organization_ids]
         users = sorted({*explicit.user_ids, *user_ids})
         # A deleted user's memberships go with it, and Clerk may send no membership event:
         # their organizations' members_count (on the organization and embedded in each of
@@ -135,6 +147,8 @@ def sync_scope(context: AssetExecutionContext, config: SyncRunConfig, mirror_db:
             user_ids=tuple(users),
             organization_ids=tuple(sorted({*explicit.organization_ids, *organization_ids, *member_organizations})),
             event_ids=tuple(e.svix_id for e in events),
+            role_ids=fan_out.role_ids,
+            permission_ids=tuple(affected["permission_ids"]),
         )
     types = pd.Series([e.event_type for e in events], dtype="string").value_counts().to_dict()
     run_scope = RunScope(scope=scope, options=config)
@@ -149,6 +163,11 @@ def sync_scope(context: AssetExecutionContext, config: SyncRunConfig, mirror_db:
             "organization_ids": MetadataValue.int(len(scope.organization_ids)),
             "webhook_events": MetadataValue.int(len(events)),
             "webhook_event_types": MetadataValue.json({str(k): int(v) for k, v in types.items()}),
+            **(
+                {"role_change": MetadataValue.text(fan_out.describe()), "role_change_requests": MetadataValue.int(fan_out.requests)}
+                if fan_out is not None and (fan_out.role_ids or affected["permission_ids"])
+                else {}
+            ),
         },
     )
 

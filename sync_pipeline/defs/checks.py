@@ -6,6 +6,7 @@ from dagster import (
     AssetCheckExecutionContext,
     AssetIn,
     AssetCheckResult,
+    AssetChecksDefinition,
     AssetCheckSeverity,
     MetadataValue,
     asset_check,
@@ -18,7 +19,9 @@ from sync_pipeline.defs.run_config import RunScope
 from sync_pipeline.diff.guard import delete_guard_violations
 from sync_pipeline.diff.plan import SyncPlan
 from sync_pipeline.mirror.apply import record_sync_run
-from sync_pipeline.model import MEMBERSHIPS, USERS
+from sync_pipeline.entities import catalog
+from sync_pipeline.entities.description import Entity
+from sync_pipeline.model import USERS
 from sync_pipeline.webhooks import inbox
 
 SAMPLE_LIMIT = 20
@@ -69,55 +72,81 @@ def _query_rows(mirror_db: MirrorDatabase, sql: str) -> list[dict]:
         return [dict(row) for row in connection.execute(sa.text(sql)).mappings()]
 
 
-@asset_check(
-    asset=MIRROR_TABLE_KEYS[MEMBERSHIPS],
-    description="At most one live membership per (organization, user).",
-)
-def no_duplicate_live_memberships(mirror_db: MirrorDatabase) -> AssetCheckResult:
-    rows = _query_rows(
-        mirror_db,
-        f"""
-        SELECT organization_id, user_id, count(*) AS live_rows
-        FROM "{mirror_db.db_schema}".organization_memberships
-        WHERE deleted_at IS NULL GROUP BY organization_id, user_id HAVING count(*) > 1
-        ORDER BY live_rows DESC LIMIT {SAMPLE_LIMIT}
-        """,
+def _no_duplicate_live_rows(entity: Entity) -> AssetChecksDefinition:
+    """At most one live row per ``unique_together`` key of ``entity`` (a membership's pair)."""
+    key = ", ".join(entity.unique_together)
+
+    @asset_check(
+        asset=MIRROR_TABLE_KEYS[entity.name],
+        name=f"no_duplicate_live_{entity.singular}s",
+        description=f"At most one live {entity.singular} per ({key}).",
     )
-    return AssetCheckResult(
-        passed=not rows,
-        metadata={"duplicate_pairs_shown": MetadataValue.int(len(rows)), "sample": MetadataValue.json(rows)},
-    )
+    def check(mirror_db: MirrorDatabase) -> AssetCheckResult:
+        rows = _query_rows(
+            mirror_db,
+            f"""
+            SELECT {key}, count(*) AS live_rows
+            FROM "{mirror_db.db_schema}".{entity.name}
+            WHERE deleted_at IS NULL GROUP BY {key} HAVING count(*) > 1
+            ORDER BY live_rows DESC LIMIT {SAMPLE_LIMIT}
+            """,
+        )
+        return AssetCheckResult(
+            passed=not rows,
+            metadata={"duplicate_keys_shown": MetadataValue.int(len(rows)), "sample": MetadataValue.json(rows)},
+        )
+
+    return check
 
 
-@asset_check(
-    asset=MIRROR_TABLE_KEYS[MEMBERSHIPS],
-    description="Every live membership points at a live user and a live organization in the mirror.",
-)
-def memberships_point_at_live_rows(mirror_db: MirrorDatabase) -> AssetCheckResult:
-    schema = mirror_db.db_schema
-    rows = _query_rows(
-        mirror_db,
-        f"""
-        SELECT m.id, m.user_id, m.organization_id,
-               u.id IS NULL OR u.deleted_at IS NOT NULL AS user_missing,
-               o.id IS NULL OR o.deleted_at IS NOT NULL AS organization_missing,
-               count(*) OVER () AS total
-        FROM "{schema}".organization_memberships m
-        LEFT JOIN "{schema}".users u ON u.id = m.user_id
-        LEFT JOIN "{schema}".organizations o ON o.id = m.organization_id
-        WHERE m.deleted_at IS NULL
-          AND (u.id IS NULL OR u.deleted_at IS NOT NULL OR o.id IS NULL OR o.deleted_at IS NOT NULL)
-        ORDER BY m.id LIMIT {SAMPLE_LIMIT}
-        """,
+def _points_at_live_parents(entity: Entity) -> AssetChecksDefinition:
+    """Every live row of ``entity`` points at a live row of each of its parents."""
+    joins, missing = [], []
+    for n, parent in enumerate(entity.parents):
+        singular = catalog.describe(parent.entity).singular
+        joins.append(f'LEFT JOIN "{{schema}}".{parent.entity} p{n} ON p{n}.id = c.{parent.column}')
+        missing.append((f"p{n}.id IS NULL OR p{n}.deleted_at IS NOT NULL", f"{singular}_missing"))
+    parents = " and ".join(f"a live {catalog.describe(p.entity).singular}" for p in entity.parents)
+
+    @asset_check(
+        asset=MIRROR_TABLE_KEYS[entity.name],
+        name=f"{entity.singular}s_point_at_live_rows",
+        description=f"Every live {entity.singular} points at {parents} in the mirror.",
     )
-    total = rows[0]["total"] if rows else 0
-    return AssetCheckResult(
-        passed=total == 0,
-        metadata={
-            "dangling_memberships": MetadataValue.int(total),
-            "sample": MetadataValue.json([{k: v for k, v in row.items() if k != "total"} for row in rows]),
-        },
-    )
+    def check(mirror_db: MirrorDatabase) -> AssetCheckResult:
+        schema = mirror_db.db_schema
+        columns = ", ".join(f"c.{p.column}" for p in entity.parents)
+        flags = ", ".join(f"{condition} AS {name}" for condition, name in missing)
+        any_missing = " OR ".join(condition for condition, _ in missing)
+        join_sql = "\n".join(joins).format(schema=schema)
+        rows = _query_rows(
+            mirror_db,
+            f"""
+            SELECT c.id, {columns}, {flags}, count(*) OVER () AS total
+            FROM "{schema}".{entity.name} c
+            {join_sql}
+            WHERE c.deleted_at IS NULL AND ({any_missing})
+            ORDER BY c.id LIMIT {SAMPLE_LIMIT}
+            """,
+        )
+        total = rows[0]["total"] if rows else 0
+        return AssetCheckResult(
+            passed=total == 0,
+            metadata={
+                f"dangling_{entity.singular}s": MetadataValue.int(total),
+                "sample": MetadataValue.json([{k: v for k, v in row.items() if k != "total"} for row in rows]),
+            },
+        )
+
+    return check
+
+
+# One check per unique key and one per entity with parents, from the descriptions:
+# no_duplicate_live_memberships, memberships_point_at_live_rows, …
+MIRROR_TABLE_CHECKS: list[AssetChecksDefinition] = [
+    *(_no_duplicate_live_rows(e) for e in catalog.ENTITIES if e.unique_together),
+    *(_points_at_live_parents(e) for e in catalog.ENTITIES if e.parents),
+]
 
 
 @asset_check(

@@ -23,6 +23,9 @@ duplicate                  a membership another one of the same (organization, u
 orphan                     anything else
 =========================  ==========================================================
 
+The cascades are one rule per parent in the entity descriptions
+(:mod:`sync_pipeline.entities.catalog`), the duplicates one per ``unique_together`` key.
+
 De-duplication (reported in ``EntityPlan.duplicates``, columns id, key, kept_id, source):
 
 - Clerk rows repeated by id: the greatest ``updated_at`` is kept (ties: the last one).
@@ -61,7 +64,8 @@ import pandas as pd
 import pyarrow.compute as pc
 
 from sync_pipeline import model
-from sync_pipeline.clerk.normalize import dedupe_latest, drop_rows, select_rows
+from sync_pipeline.entities import catalog
+from sync_pipeline.frames import dedupe_latest, drop_rows, select_rows
 from sync_pipeline.diff.plan import INSERT, RESTORE, UPDATE, EntityPlan, SyncPlan
 from sync_pipeline.diff.validation import validate
 from sync_pipeline.text_columns import arrow_text, is_in
@@ -91,8 +95,15 @@ __all__ = [
 # Delete reasons.
 ORPHAN = "orphan"
 DUPLICATE = "duplicate"
-CASCADE_USER = "cascade:user"  # followed by the user id
-CASCADE_ORGANIZATION = "cascade:organization"  # followed by the organization id
+
+
+def cascade_reason(parent_entity: str) -> str:
+    """``cascade:<parent's singular>``, followed in a plan by the parent's id."""
+    return f"cascade:{catalog.describe(parent_entity).singular}"
+
+
+CASCADE_USER = cascade_reason(model.USERS)  # followed by the user id
+CASCADE_ORGANIZATION = cascade_reason(model.ORGANIZATIONS)  # followed by the organization id
 
 # E-mail conflict kinds.
 SHARED = "shared"  # the primary e-mail of two or more users in Clerk: needs a person
@@ -105,7 +116,7 @@ MIRROR = "mirror"
 DELETE_COLUMNS = ("id", "reason")
 DUPLICATE_COLUMNS = ("id", "key", "kept_id", "source")
 EMAIL_CONFLICT_COLUMNS = ("email", "user_ids", "kind")
-PAIR = ("organization_id", "user_id")
+PAIR = catalog.MEMBERSHIPS.unique_together  # ("organization_id", "user_id")
 
 
 # ------------------------------------------------------------------------ helpers
@@ -143,9 +154,17 @@ def _live(mirror: pd.DataFrame) -> np.ndarray:
     return mirror["deleted_at"].isna().to_numpy(dtype=bool)
 
 
+def unique_key(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
+    """The ``columns`` joined by "/" per row (null where any is null): ``"<org>/<user>"``."""
+    key = frame[columns[0]]
+    for column in columns[1:]:
+        key = key.str.cat(frame[column], sep="/")
+    return key
+
+
 def pair_key(frame: pd.DataFrame) -> pd.Series:
     """``"<organization_id>/<user_id>"`` per membership row (null where either is null)."""
-    return frame["organization_id"].str.cat(frame["user_id"], sep="/")
+    return unique_key(frame, PAIR)
 
 
 def normalize_email(values: pd.Series) -> pd.Series:
@@ -158,9 +177,10 @@ def normalize_email(values: pd.Series) -> pd.Series:
 
 
 def _dedupe_clerk(entity: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[pd.DataFrame], pd.Series]:
-    """Clerk rows: one per id, then (memberships) one per pair.
+    """Clerk rows: one per id, then one per ``unique_together`` key where the entity has one
+    (a membership's pair).
 
-    Returns the kept rows, the reports, and the ids dropped as pair duplicates.
+    Returns the kept rows, the reports, and the ids dropped as key duplicates.
     """
     reports = []
     pair_dropped = pd.Series([], dtype="string")
@@ -168,14 +188,15 @@ def _dedupe_clerk(entity: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[
     if len(dropped):
         ids = frame["id"].array.take(dropped)
         reports.append(_text_frame(DUPLICATE_COLUMNS, {"id": ids, "key": ids, "kept_id": ids, "source": [CLERK] * len(ids)}))
-    if entity == model.MEMBERSHIPS and len(kept) > 1:
+    unique = catalog.describe(entity).unique_together
+    if unique and len(kept) > 1:
         before = kept
-        kept, dropped = dedupe_latest(before, list(PAIR))
+        kept, dropped = dedupe_latest(before, list(unique))
         if len(dropped):
-            gone = select_rows(before[["id", *PAIR]], _mask(len(before), dropped))
-            keys = pair_key(gone)
-            survivors = kept[is_in(pair_key(kept), keys)]
-            kept_by_key = dict(zip(pair_key(survivors), survivors["id"]))
+            gone = select_rows(before[["id", *unique]], _mask(len(before), dropped))
+            keys = unique_key(gone, unique)
+            survivors = kept[is_in(unique_key(kept, unique), keys)]
+            kept_by_key = dict(zip(unique_key(survivors, unique), survivors["id"]))
             reports.append(
                 _text_frame(
                     DUPLICATE_COLUMNS,
@@ -218,19 +239,21 @@ def _dedupe_mirror_ids(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[pd.DataF
     return drop_rows(frame, dropped), [report]
 
 
-def _mirror_pair_duplicates(mirror: pd.DataFrame, clerk: pd.DataFrame) -> pd.DataFrame:
-    """Live mirror memberships sharing a pair, but the one kept: DataFrame(id, key, kept_id, source)."""
-    live = _live(mirror)
-    candidates = live & mirror["organization_id"].notna().to_numpy(dtype=bool) & mirror["user_id"].notna().to_numpy(dtype=bool)
+def _mirror_key_duplicates(mirror: pd.DataFrame, clerk: pd.DataFrame, unique: tuple[str, ...]) -> pd.DataFrame:
+    """Live mirror rows sharing a ``unique`` key (a membership's pair), but the one kept:
+    DataFrame(id, key, kept_id, source)."""
+    candidates = _live(mirror)
+    for column in unique:
+        candidates = candidates & mirror[column].notna().to_numpy(dtype=bool)
     if candidates.sum() < 2:
         return _text_frame(DUPLICATE_COLUMNS)
-    sub = select_rows(mirror[["id", *PAIR, "updated_at", "created_at"]], candidates)
-    repeated = sub.duplicated(list(PAIR), keep=False).to_numpy(dtype=bool)
+    sub = select_rows(mirror[["id", *unique, "updated_at", "created_at"]], candidates)
+    repeated = sub.duplicated(list(unique), keep=False).to_numpy(dtype=bool)
     if not repeated.any():
         return _text_frame(DUPLICATE_COLUMNS)
     sub = select_rows(sub, repeated)
     ranked = _rank_desc(sub, first=is_in(sub["id"], clerk["id"]))
-    ranked["key"] = pair_key(sub).to_numpy(dtype=object)
+    ranked["key"] = unique_key(sub, unique).to_numpy(dtype=object)
     ranked = ranked.sort_values(["first", "updated", "created", "id"], ascending=False, kind="stable")
     ranked["kept_id"] = ranked.groupby("key", sort=False)["id"].transform("first")
     others = ranked[ranked["id"] != ranked["kept_id"]].sort_values(["key", "id"])
@@ -343,9 +366,12 @@ class DeleteContext:
 
     entity: str
     rows: pd.DataFrame
-    deleted_user_ids: pd.Series = field(default_factory=lambda: pd.Series([], dtype="string"))
-    deleted_organization_ids: pd.Series = field(default_factory=lambda: pd.Series([], dtype="string"))
+    # Parent entity -> the ids this plan deletes of it (only the entity's parents are read).
+    deleted_ids: dict[str, pd.Series] = field(default_factory=dict)
     duplicate_ids: pd.Series = field(default_factory=lambda: pd.Series([], dtype="string"))
+
+    def deleted_of(self, parent_entity: str) -> pd.Series:
+        return self.deleted_ids.get(parent_entity, pd.Series([], dtype="string"))
 
 
 @dataclass(frozen=True)
@@ -361,12 +387,20 @@ def _whole(ctx: DeleteContext) -> tuple[np.ndarray, None]:
     return np.ones(len(ctx.rows), dtype=bool), None
 
 
+def _cascade_rule(child: str, parent: catalog.Parent) -> DeleteRule:
+    def applies(c: DeleteContext) -> tuple[np.ndarray, pd.Series]:
+        return is_in(c.rows[parent.column], c.deleted_of(parent.entity)), c.rows[parent.column]
+
+    singular = catalog.describe(parent.entity).singular
+    return DeleteRule(cascade_reason(parent.entity), (child,), f"its {singular} is deleted in this plan", applies)
+
+
+# One cascade per parent column of every entity (a membership's user, its organization),
+# in the order the descriptions list them; then duplicates of a unique key; then orphans.
 DELETE_RULES: tuple[DeleteRule, ...] = (
-    DeleteRule(CASCADE_USER, (model.MEMBERSHIPS,), "its user is deleted in this plan",
-               lambda c: (is_in(c.rows["user_id"], c.deleted_user_ids), c.rows["user_id"])),
-    DeleteRule(CASCADE_ORGANIZATION, (model.MEMBERSHIPS,), "its organization is deleted in this plan",
-               lambda c: (is_in(c.rows["organization_id"], c.deleted_organization_ids), c.rows["organization_id"])),
-    DeleteRule(DUPLICATE, (model.MEMBERSHIPS,), "another membership of the same pair is kept",
+    *(_cascade_rule(entity.name, parent) for entity in catalog.ENTITIES for parent in entity.parents),
+    DeleteRule(DUPLICATE, tuple(e.name for e in catalog.ENTITIES if e.unique_together),
+               "another row of the same unique key (a membership's pair) is kept",
                lambda c: (is_in(c.rows["id"], c.duplicate_ids), None)),
     DeleteRule(ORPHAN, model.ENTITIES, "gone from Clerk",
                _whole),
@@ -465,30 +499,34 @@ def plan_sync(clerk: model.Snapshot, mirror: model.Snapshot, *, live_rows_before
     ours = {e: model.conform(mirror.frame(e), e, mirror=True) for e in model.ENTITIES}
 
     duplicates: dict[str, list[pd.DataFrame]] = {e: [] for e in model.ENTITIES}
-    pair_dropped = {}
+    duplicate_ids: dict[str, pd.Series] = {}
     for entity in model.ENTITIES:
-        theirs[entity], reports, pair_dropped[entity] = _dedupe_clerk(entity, theirs[entity])
+        theirs[entity], reports, key_dropped = _dedupe_clerk(entity, theirs[entity])
         duplicates[entity] += reports
         ours[entity], reports = _dedupe_mirror_ids(ours[entity])
         duplicates[entity] += reports
-    mirror_pairs = _mirror_pair_duplicates(ours[model.MEMBERSHIPS], theirs[model.MEMBERSHIPS])
-    if len(mirror_pairs):
-        duplicates[model.MEMBERSHIPS].append(mirror_pairs)
-    # Memberships another of the same pair replaces: Clerk's dropped ones, the mirror's others.
-    duplicate_ids = pd.concat([pair_dropped[model.MEMBERSHIPS], mirror_pairs["id"]], ignore_index=True)
+        unique = catalog.describe(entity).unique_together
+        if unique:
+            mirror_keys = _mirror_key_duplicates(ours[entity], theirs[entity], unique)
+            if len(mirror_keys):
+                duplicates[entity].append(mirror_keys)
+            # Rows another of the same key replaces: Clerk's dropped ones, the mirror's others.
+            duplicate_ids[entity] = pd.concat([key_dropped, mirror_keys["id"]], ignore_index=True)
 
     alignments: dict[str, Alignment] = {}
     upserts: dict[str, pd.DataFrame] = {}
     deletes: dict[str, pd.DataFrame] = {}
-    for entity in model.ENTITIES:  # users and organizations first: memberships cascade from them
+    for entity in model.ENTITIES:  # parents first: their children cascade from their deletes
         a = alignments[entity] = align(entity, theirs[entity], ours[entity])
         upserts[entity] = plan_entity_changes(a)
         gone = _live(a.mirror) & ~a.mirror_hits()
-        ctx = DeleteContext(entity, select_rows(a.mirror, gone))
-        if entity == model.MEMBERSHIPS:
-            ctx.deleted_user_ids = deletes[model.USERS]["id"]
-            ctx.deleted_organization_ids = deletes[model.ORGANIZATIONS]["id"]
-            ctx.duplicate_ids = duplicate_ids
+        ctx = DeleteContext(
+            entity,
+            select_rows(a.mirror, gone),
+            deleted_ids={p.entity: deletes[p.entity]["id"] for p in catalog.describe(entity).parents},
+        )
+        if entity in duplicate_ids:
+            ctx.duplicate_ids = duplicate_ids[entity]
         deletes[entity] = plan_entity_deletes(ctx)
 
     entities = {}
@@ -506,10 +544,7 @@ def plan_sync(clerk: model.Snapshot, mirror: model.Snapshot, *, live_rows_before
             by_source = dup["source"].value_counts().to_dict()
             notes.append(f"{entity}: duplicates dropped " + ", ".join(f"{k}={v}" for k, v in sorted(by_source.items())))
 
-    effective = model.Snapshot(
-        theirs[model.USERS], theirs[model.ORGANIZATIONS], theirs[model.MEMBERSHIPS], scope=scope,
-        nul_replaced=clerk.nul_replaced,
-    )
+    effective = model.Snapshot(scope=scope, nul_replaced=clerk.nul_replaced, **theirs)
     if not scope.is_full:
         notes.append(f"{scope.describe()}: membership references not validated")
     conflicts = email_conflicts(theirs[model.USERS], ours[model.USERS], alignments[model.USERS])

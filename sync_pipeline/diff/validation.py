@@ -4,8 +4,9 @@ Each rule is one line of :data:`RULES`: the entity it looks at, the problem text
 it needs a full snapshot, and a vectorized test over the Clerk snapshot. A rule returns,
 for each row of its entity's frame, either a problem text or null (no problem).
 
-Membership references are only checked in a full sync: a scoped snapshot holds only part
-of the instance, so a membership's user or organization may simply be out of scope.
+References to a parent (a membership's user and organization, read from the entity
+descriptions) are only checked in a full sync: a scoped snapshot holds only part of the
+instance, so a membership's user or organization may simply be out of scope.
 """
 
 from __future__ import annotations
@@ -17,14 +18,22 @@ import numpy as np
 import pandas as pd
 
 from sync_pipeline import model
+from sync_pipeline.entities import catalog
 from sync_pipeline.text_columns import is_in
 
 VALIDATION_COLUMNS = ("entity", "id", "problem")
 
 NO_EMAIL = "no e-mail"
 NO_NAME = "no name"
-UNKNOWN_USER = "unknown user"  # followed by the user id
-UNKNOWN_ORGANIZATION = "unknown organization"  # followed by the organization id
+
+
+def unknown_parent(parent_entity: str) -> str:
+    """``unknown <parent's singular>``, followed in a report by the id no row of it has."""
+    return f"unknown {catalog.describe(parent_entity).singular}"
+
+
+UNKNOWN_USER = unknown_parent(model.USERS)  # followed by the user id
+UNKNOWN_ORGANIZATION = unknown_parent(model.ORGANIZATIONS)  # followed by the organization id
 NUL_REPLACED = "NUL replaced"  # U+0000 in a string, stored as U+FFFD (Postgres holds no NUL)
 
 
@@ -62,16 +71,13 @@ def _no_name(clerk: model.Snapshot) -> pd.Series:
     return _labelled(NO_NAME, mask)
 
 
-def _unknown_user(clerk: model.Snapshot) -> pd.Series:
-    memberships = clerk.organization_memberships
-    mask = ~is_in(memberships["user_id"], clerk.users["id"])
-    return _labelled(UNKNOWN_USER, mask, memberships["user_id"])
+def _unknown_parent(entity: str, parent: catalog.Parent) -> Callable[[model.Snapshot], pd.Series]:
+    def check(clerk: model.Snapshot) -> pd.Series:
+        rows = clerk.frame(entity)
+        mask = ~is_in(rows[parent.column], clerk.frame(parent.entity)["id"])
+        return _labelled(unknown_parent(parent.entity), mask, rows[parent.column])
 
-
-def _unknown_organization(clerk: model.Snapshot) -> pd.Series:
-    memberships = clerk.organization_memberships
-    mask = ~is_in(memberships["organization_id"], clerk.organizations["id"])
-    return _labelled(UNKNOWN_ORGANIZATION, mask, memberships["organization_id"])
+    return check
 
 
 def _nul_replaced(entity: str) -> Callable[[model.Snapshot], pd.Series]:
@@ -89,8 +95,8 @@ RULES: tuple[Rule, ...] = (
     #    entity             problem                full only  check
     Rule(model.USERS,       NO_EMAIL,              False,     _no_email),
     Rule(model.USERS,       NO_NAME,               False,     _no_name),
-    Rule(model.MEMBERSHIPS, UNKNOWN_USER,          True,      _unknown_user),
-    Rule(model.MEMBERSHIPS, UNKNOWN_ORGANIZATION,  True,      _unknown_organization),
+    *(Rule(entity.name,     unknown_parent(parent.entity), True, _unknown_parent(entity.name, parent))
+      for entity in catalog.ENTITIES for parent in entity.parents),
     *(Rule(entity,          NUL_REPLACED,          False,     _nul_replaced(entity)) for entity in model.ENTITIES),
 )  # fmt: skip
 

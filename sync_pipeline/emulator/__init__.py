@@ -1,7 +1,8 @@
 """A Clerk Backend API emulator: real HTTP, Clerk's shapes, deterministic generated data.
 
 Serves the subset of Clerk's Backend API the pipeline reads (users, organizations,
-memberships; see /work/shared/clerk/README.md) over data generated from a seed, with
+memberships, organization roles and permissions, invitations and domains; see
+/work/shared/clerk/README.md) over data generated from a seed, with
 Clerk's auth, rate limits and error bodies, configurable latency and injectable faults.
 Scales to a million users. See :class:`EmulatorServer` (tests), :func:`run_emulator`
 (the CLI) and :class:`ClerkStore` (the data and its mutation API).
@@ -20,6 +21,7 @@ from sync_pipeline.emulator.app import (
 from sync_pipeline.emulator.faults import Fault, FaultInjector, FaultKind
 from sync_pipeline.emulator.server import EmulatorServer, run_emulator
 from sync_pipeline.emulator.store import (
+    ChangeRefused,
     ClerkStore,
     InvalidParameter,
     ObjectNotFound,
@@ -34,6 +36,7 @@ from sync_pipeline.emulator.webhooks import (
 )
 
 __all__ = [
+    "ChangeRefused",
     "DEFAULT_SECRET_KEY",
     "SVIX_RETRY_SCHEDULE_S",
     "ClerkEmulatorApp",

@@ -28,9 +28,24 @@ otherwise), but no latency, rate limit, injected faults or request counts. JSON 
   ``org:member``), metadata; ``PATCH /_emulator/memberships/{id}``: ``role``, metadata;
   ``DELETE /_emulator/memberships/{id}``.
 
-Each answers 200 with the resulting object: the user, organization or membership, a
-DeletedObject for a deleted user or organization, the removed membership for a deleted
-one. Unknown ids are 404, unknown fields or refused values 422 (Clerk's error body).
+- ``POST /_emulator/organization_roles`` (:meth:`ClerkStore.create_role`: ``name``, ``key``,
+  ``permissions`` as ids...); ``PATCH`` and ``DELETE /_emulator/organization_roles/{id}``;
+  ``POST`` / ``DELETE /_emulator/organization_roles/{id}/permissions/{permission_id}``
+  (grant, take away);
+- ``POST /_emulator/organization_permissions``; ``PATCH`` and ``DELETE
+  /_emulator/organization_permissions/{id}``;
+- ``POST /_emulator/organizations/{id}/invitations`` (``email_address``, ``role``,
+  ``inviter_user_id``...); ``POST /_emulator/invitations/{id}/accept`` (optional
+  ``user_id``) and ``/revoke`` (optional ``requesting_user_id``);
+- ``POST /_emulator/organizations/{id}/domains`` (``name``, ``enrollment_mode``,
+  ``verified``); ``PATCH`` and ``DELETE /_emulator/domains/{id}``.
+
+Each answers 200 with the resulting object: the user, organization, membership, role,
+permission, invitation or domain, a DeletedObject for a deleted user, organization, role,
+permission or domain, the removed membership for a deleted one. Unknown ids are 404,
+unknown fields or refused values 422, and what Clerk refuses with a status of its own
+(a system permission: 403, a permission a role already has: 409, a settled invitation:
+400) that status (Clerk's error body).
 """
 
 from __future__ import annotations
@@ -59,7 +74,14 @@ from starlette.types import Message, Receive, Scope, Send
 
 from sync_pipeline.emulator.faults import Fault, FaultInjector, FaultKind
 from sync_pipeline.emulator.objects import to_json
-from sync_pipeline.emulator.store import ClerkStore, InvalidParameter, ObjectNotFound, OrganizationQuery, UserQuery
+from sync_pipeline.emulator.store import (
+    ChangeRefused,
+    ClerkStore,
+    InvalidParameter,
+    ObjectNotFound,
+    OrganizationQuery,
+    UserQuery,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -105,10 +127,10 @@ class EmulatorSettings:
     body (None: never). ``GET /organization_memberships`` has the same pair
     (``memberships_offset_*``); its timeout is off by default, as its spec says nothing.
 
-    ``gone_parent_answer``: what ``GET /users/{id}/organization_memberships`` and
-    ``GET /organizations/{id}/memberships`` answer for a user or organization that does
-    not exist (deleted, or never was). Clerk does not document it (the first lists 200
-    and 403, the second 200, 401 and 422), so any of :data:`GONE_PARENT_ANSWERS`:
+    ``gone_parent_answer``: what ``GET /users/{id}/organization_memberships``,
+    ``GET /organizations/{id}/memberships`` and ``GET /organizations/{id}/domains`` answer
+    for a user or organization that does not exist (deleted, or never was). Clerk does not
+    document it (the first lists 200 and 403, the others 200, 401 and 422), so any of :data:`GONE_PARENT_ANSWERS`:
     ``"404"`` (the default), ``"403"`` and ``"422"`` with Clerk's error body, or
     ``"empty"``: a 200 with no rows. ``GET /users/{id}`` and ``GET /organizations/{id}``
     answer 404 whatever this says.
@@ -367,6 +389,15 @@ def _flag(request: Request, name: str) -> bool:
     return raw == "true"
 
 
+def _listed(request: Request, name: str) -> tuple[str, ...]:
+    """A filter given repeated (``status=a&status=b``) or comma-separated (``status=a,b``)."""
+    return tuple(part for value in _values(request, name) for part in value.split(",") if part)
+
+
+def _optional_flag(request: Request, name: str) -> bool | None:
+    return _flag(request, name) if name in request.query_params else None
+
+
 def _user_query(request: Request, settings: EmulatorSettings, *, for_count: bool) -> UserQuery:
     return UserQuery(
         user_ids=_values(request, "user_id"),
@@ -415,6 +446,18 @@ class ClerkEmulatorApp:
                 Route("/v1/organizations/{organization_id}", self._get_organization),
                 Route("/v1/organizations/{organization_id}/memberships", self._list_organization_memberships),
                 Route("/v1/organization_memberships", self._list_memberships),
+                Route("/v1/organization_roles", self._list_roles),
+                Route("/v1/organization_roles/{organization_role_id}", self._get_role),
+                Route("/v1/organization_permissions", self._list_permissions),
+                Route("/v1/organization_permissions/{permission_id}", self._get_permission),
+                Route("/v1/organization_invitations", self._list_invitations),
+                Route("/v1/organizations/{organization_id}/invitations", self._list_organization_invitations),
+                Route(
+                    "/v1/organizations/{organization_id}/invitations/{invitation_id}",
+                    self._get_organization_invitation,
+                ),
+                Route("/v1/organization_domains", self._list_domains),
+                Route("/v1/organizations/{organization_id}/domains", self._list_organization_domains),
             ],
             exception_handlers={
                 InvalidParameter: self._invalid_parameter,
@@ -442,6 +485,37 @@ class ClerkEmulatorApp:
                     self._admin_change_membership,
                     methods=["PATCH", "DELETE"],
                 ),
+                Route(f"{ADMIN_PREFIX}/organization_roles", self._admin_create_role, methods=["POST"]),
+                Route(
+                    f"{ADMIN_PREFIX}/organization_roles/{{role_id}}", self._admin_change_role, methods=["PATCH", "DELETE"]
+                ),
+                Route(
+                    f"{ADMIN_PREFIX}/organization_roles/{{role_id}}/permissions/{{permission_id}}",
+                    self._admin_role_permission,
+                    methods=["POST", "DELETE"],
+                ),
+                Route(f"{ADMIN_PREFIX}/organization_permissions", self._admin_create_permission, methods=["POST"]),
+                Route(
+                    f"{ADMIN_PREFIX}/organization_permissions/{{permission_id}}",
+                    self._admin_change_permission,
+                    methods=["PATCH", "DELETE"],
+                ),
+                Route(
+                    f"{ADMIN_PREFIX}/organizations/{{organization_id}}/invitations",
+                    self._admin_create_invitation,
+                    methods=["POST"],
+                ),
+                Route(
+                    f"{ADMIN_PREFIX}/invitations/{{invitation_id}}/{{action}}",
+                    self._admin_settle_invitation,
+                    methods=["POST"],
+                ),
+                Route(
+                    f"{ADMIN_PREFIX}/organizations/{{organization_id}}/domains",
+                    self._admin_create_domain,
+                    methods=["POST"],
+                ),
+                Route(f"{ADMIN_PREFIX}/domains/{{domain_id}}", self._admin_change_domain, methods=["PATCH", "DELETE"]),
             ],
             exception_handlers={
                 InvalidParameter: self._invalid_parameter,
@@ -681,6 +755,86 @@ class ClerkEmulatorApp:
             return timed_out
         return _paginated(_as_served(texts, request), total)
 
+    # -- roles, permissions, invitations, domains ------------------------------------------
+
+    async def _list_roles(self, request: Request) -> Response:
+        limit, offset = _page(request)
+        texts, total = self.store.list_roles(
+            limit=limit, offset=offset, order_by=_order_by(request, "-created_at"),
+            query=request.query_params.get("query") or None,
+        )
+        return _paginated(_as_served(texts, request), total)
+
+    async def _get_role(self, request: Request) -> Response:
+        role_id = request.path_params["organization_role_id"]
+        role = self.store.get_role(role_id)
+        if role is None:
+            raise ObjectNotFound("role", role_id)
+        return _json(to_json(role))
+
+    async def _list_permissions(self, request: Request) -> Response:
+        limit, offset = _page(request)
+        # The spec names no default order for permissions; the roles' (-created_at) is used.
+        texts, total = self.store.list_permissions(
+            limit=limit, offset=offset, order_by=_order_by(request, "-created_at"),
+            query=request.query_params.get("query") or None,
+        )
+        return _paginated(_as_served(texts, request), total)
+
+    async def _get_permission(self, request: Request) -> Response:
+        permission_id = request.path_params["permission_id"]
+        permission = self.store.get_permission(permission_id)
+        if permission is None:
+            raise ObjectNotFound("permission", permission_id)
+        return _json(to_json(permission))
+
+    async def _list_invitations(self, request: Request) -> Response:
+        limit, offset = _page(request)
+        texts, total = self.store.list_invitations(
+            limit=limit, offset=offset, order_by=_order_by(request, "-created_at"),
+            statuses=_listed(request, "status"), query=request.query_params.get("query") or None,
+        )
+        return _paginated(_as_served(texts, request), total)
+
+    async def _list_organization_invitations(self, request: Request) -> Response:
+        limit, offset = _page(request)
+        texts, total = self.store.list_organization_invitations(
+            request.path_params["organization_id"], limit=limit, offset=offset,
+            order_by=_order_by(request, "-created_at"), statuses=_listed(request, "status"),
+            email_address=request.query_params.get("email_address"),
+        )  # an organization that does not exist: ObjectNotFound, the 404 the spec documents
+        return _paginated(_as_served(texts, request), total)
+
+    async def _get_organization_invitation(self, request: Request) -> Response:
+        invitation_id = request.path_params["invitation_id"]
+        text = self.store.get_organization_invitation_json(request.path_params["organization_id"], invitation_id)
+        if text is None:
+            raise ObjectNotFound("organization_invitation", invitation_id)
+        return _json(text)
+
+    async def _list_domains(self, request: Request) -> Response:
+        limit, offset = _page(request)
+        texts, total = self.store.list_domains(
+            limit=limit, offset=offset, order_by=_order_by(request, "-created_at"),
+            organization_id=request.query_params.get("organization_id"),
+            verified=_optional_flag(request, "verified"), enrollment_modes=_listed(request, "enrollment_mode"),
+            query=request.query_params.get("query"), domains=_values(request, "domains"),
+        )
+        return _paginated(_as_served(texts, request), total)
+
+    async def _list_organization_domains(self, request: Request) -> Response:
+        limit, offset = _page(request)
+        organization_id = request.path_params["organization_id"]
+        verified = _optional_flag(request, "verified")
+        enrollment_modes = _listed(request, "enrollment_mode")
+        try:
+            texts, total = self.store.list_organization_domains(
+                organization_id, limit=limit, offset=offset, verified=verified, enrollment_modes=enrollment_modes
+            )
+        except ObjectNotFound:
+            # Documented answers 200, 401, 422 only: a gone organization as the membership lists answer it.
+            return self._gone_parent("organization_id", organization_id)
+        return _paginated(_as_served(texts, request), total)
 
     # -- the admin API (module docstring) -------------------------------------------------
 
@@ -715,6 +869,50 @@ class ClerkEmulatorApp:
             return _admin_answer(self.store.delete_membership, {}, membership_id)
         return _admin_answer(self.store.update_membership, await _admin_body(request), membership_id)
 
+    async def _admin_create_role(self, request: Request) -> Response:
+        return _admin_answer(self.store.create_role, await _admin_body(request))
+
+    async def _admin_change_role(self, request: Request) -> Response:
+        role_id = request.path_params["role_id"]
+        if request.method == "DELETE":
+            return _admin_answer(self.store.delete_role, {}, role_id)
+        return _admin_answer(self.store.update_role, await _admin_body(request), role_id)
+
+    async def _admin_role_permission(self, request: Request) -> Response:
+        change = self.store.assign_permission if request.method == "POST" else self.store.remove_permission
+        return _admin_answer(change, {}, request.path_params["role_id"], request.path_params["permission_id"])
+
+    async def _admin_create_permission(self, request: Request) -> Response:
+        return _admin_answer(self.store.create_permission, await _admin_body(request))
+
+    async def _admin_change_permission(self, request: Request) -> Response:
+        permission_id = request.path_params["permission_id"]
+        if request.method == "DELETE":
+            return _admin_answer(self.store.delete_permission, {}, permission_id)
+        return _admin_answer(self.store.update_permission, await _admin_body(request), permission_id)
+
+    async def _admin_create_invitation(self, request: Request) -> Response:
+        return _admin_answer(
+            self.store.create_invitation, await _admin_body(request), request.path_params["organization_id"]
+        )
+
+    async def _admin_settle_invitation(self, request: Request) -> Response:
+        settle = {"accept": self.store.accept_invitation, "revoke": self.store.revoke_invitation}.get(
+            request.path_params["action"]
+        )
+        if settle is None:
+            raise ObjectNotFound("route", request.url.path)
+        return _admin_answer(settle, await _admin_body(request), request.path_params["invitation_id"])
+
+    async def _admin_create_domain(self, request: Request) -> Response:
+        return _admin_answer(self.store.create_domain, await _admin_body(request), request.path_params["organization_id"])
+
+    async def _admin_change_domain(self, request: Request) -> Response:
+        domain_id = request.path_params["domain_id"]
+        if request.method == "DELETE":
+            return _admin_answer(self.store.delete_domain, {}, domain_id)
+        return _admin_answer(self.store.update_domain, await _admin_body(request), domain_id)
+
 
 async def _admin_body(request: Request) -> dict[str, Any]:
     """The request's JSON object (an empty body is ``{}``); 422 otherwise."""
@@ -743,6 +941,8 @@ def _admin_answer(change: Callable[..., dict[str, Any]], fields: dict[str, Any],
         raise InvalidParameter(unknown[0], f"unknown field(s): {', '.join(unknown)}")
     try:
         result = change(*ids, **fields)
+    except ChangeRefused as error:  # a 400, 403 or 409 of Clerk's own
+        return clerk_error(error.status, error.code, "refused", error.long_message)
     except (ValueError, TypeError) as error:
         if isinstance(error, InvalidParameter):
             raise

@@ -32,7 +32,16 @@ from typing import Any, NamedTuple, TypeVar
 import numpy as np
 
 from sync_pipeline.emulator.ids import IdCodec
-from sync_pipeline.emulator.objects import MembershipRecord, OrganizationFacts, UserFacts
+from sync_pipeline.emulator.objects import (
+    DOMAIN_ENROLLMENT_MODES,
+    DomainRecord,
+    InvitationRecord,
+    MembershipRecord,
+    OrganizationFacts,
+    PermissionRecord,
+    RoleRecord,
+    UserFacts,
+)
 
 GENERATED_FROM_MS = 1_609_459_200_000  # 2021-01-01T00:00:00Z
 GENERATED_UNTIL_MS = 1_748_736_000_000  # 2025-06-01T00:00:00Z
@@ -101,6 +110,46 @@ _ROLE_DRAW: tuple[tuple[int, str], ...] = (
 _ROLE_BOUNDS = np.array([bound for bound, _ in _ROLE_DRAW])
 _DRAWN_ROLES = np.array([role for _, role in _ROLE_DRAW])
 
+# The instance's permissions: Clerk's system ones (``org:sys_…``, type ``system``) and the
+# application's own (type ``user``). (key, name, description)
+SYSTEM_PERMISSIONS: tuple[tuple[str, str, str], ...] = (
+    ("org:sys_profile:manage", "Manage organization", "Permission to manage an organization."),
+    ("org:sys_profile:delete", "Delete organization", "Permission to delete an organization."),
+    ("org:sys_memberships:read", "Read members", "Permission to read the members of an organization."),
+    ("org:sys_memberships:manage", "Manage members", "Permission to manage the members of an organization."),
+    ("org:sys_domains:read", "Read domains", "Permission to read the domains of an organization."),
+    ("org:sys_domains:manage", "Manage domains", "Permission to manage the domains of an organization."),
+)
+CUSTOM_PERMISSIONS: tuple[tuple[str, str, str], ...] = (
+    ("org:billing:manage", "Manage billing", "Change the plan and the payment method."),
+    ("org:invoices:read", "Read invoices", "See every invoice — Rechnungen, 請求書."),
+    ("org:invoices:write", "Write invoices", "Issue and void invoices."),
+    ("org:reports:read", "Read reports", "Open the dashboards 📊."),
+)
+ADMIN_PERMISSIONS = ("org:sys_profile:manage", "org:sys_memberships:read", "org:sys_memberships:manage")
+# The instance's roles, oldest first: (key, name, description, is_creator_eligible, permission keys).
+# Legacy keys (``admin``, ``basic_member``: instances from before custom roles) are roles
+# of their own, so every membership's role is one the role list shows; org:accountant
+# is held by no generated member.
+GENERATED_ROLES: tuple[tuple[str, str, str | None, bool, tuple[str, ...]], ...] = (
+    ("org:admin", "Admin", "Role with elevated permissions to manage the organization.", True, ADMIN_PERMISSIONS),
+    ("org:member", "Member", "Role with access to the organization's resources.", False, ("org:sys_memberships:read",)),
+    ("admin", "Admin", None, False, ADMIN_PERMISSIONS),
+    ("basic_member", "Member", None, False, ("org:sys_memberships:read",)),
+    ("org:billing_manager", "Billing Manager", "Pays the bills.", False, ("org:sys_memberships:read", "org:billing:manage")),
+    ("org:viewer", "Viewer", "Looks, never touches.", False, ()),
+    ("org:accountant", "Accountant", "Keeps the books — Buchhaltung.", False,
+     ("org:invoices:read", "org:invoices:write", "org:reports:read")),
+)
+_DAY_MS = 24 * 3600 * 1000
+INVITATION_EXPIRY_MS = 30 * _DAY_MS  # "By default, the invitation has a 30 days expire."
+INVITED_ORGANIZATION_SHARE, INVITATIONS_PER_ORGANIZATION_MAX = 0.35, 4  # 1..4 on 35 % of organizations
+DOMAIN_ORGANIZATION_SHARE, DOMAINS_PER_ORGANIZATION_MAX = 0.2, 2
+# Invitation statuses: (upper bound of a draw out of 100, status); roles invited to, likewise.
+_INVITATION_STATUS_DRAW = ((45, "accepted"), (70, "pending"), (88, "revoked"), (100, "expired"))
+_INVITATION_ROLE_DRAW = ((80, "org:member"), (92, "org:admin"), (100, "org:billing_manager"))
+INVITATION_PUBLIC_METADATA = ("{}", "{}", "{}", '{"source":"onboarding"}', '{"team":"🛠 Platform"}')
+
 _EXPIRES = "<expire_at>"
 
 
@@ -136,6 +185,7 @@ _EMAIL_VERIFICATIONS: tuple[tuple[int, str, bool], ...] = (
 _VERIFICATION_BOUNDS = np.array([bound for bound, _, _ in _EMAIL_VERIFICATIONS])
 _LINKED_VERIFICATION = np.array([linked for _, _, linked in _EMAIL_VERIFICATIONS])
 _OTP_EXPIRY_MS = 600_000
+VERIFICATION_CODE_EXPIRY_MS = _OTP_EXPIRY_MS
 
 
 def _quoted(text: str | None) -> str:
@@ -180,6 +230,9 @@ _FIELDS: dict[str, tuple[str, ...]] = {
         "admin_delete_enabled", "public_metadata", "private_metadata",
     ),
     "membership": ("changed", "updated_at", "role", "public_metadata"),
+    "invitation": ("status", "role", "updated_at", "email_style", "email_domain", "dashboard", "public_metadata",
+                   "private_metadata"),
+    "domain": ("name", "enrollment_mode", "verification", "ownership", "changed", "updated_at", "pending"),
 }
 
 
@@ -326,6 +379,49 @@ class MembershipLayout:
         return self.positions_by_user[start:end].tolist()
 
 
+@dataclass
+class OwnedLayout:
+    """Objects each owned by one organization (invitations, domains), grouped by organization.
+
+    Organization ``k`` owns positions ``org_offsets[k]:org_offsets[k+1]``, in creation
+    order; each created a while after its organization.
+    """
+
+    organization_of: np.ndarray  # int32, per position
+    created_at: np.ndarray  # int64 epoch ms, per position
+    org_offsets: np.ndarray  # int64, one per organization, plus one
+
+    @property
+    def count(self) -> int:
+        return len(self.organization_of)
+
+    @classmethod
+    def build(cls, seed: int, kind: str, organization_count: int, share: float, most: int) -> OwnedLayout:
+        rng = np.random.default_rng([seed, _salt(kind) & 0xFFFFFFFF])
+        org_index = np.arange(organization_count, dtype=np.int64)
+        org_created = _creation_times(org_index, organization_count, ORGANIZATIONS_FROM_MS, seed)
+        sizes = np.where(rng.random(organization_count) < share, rng.integers(1, most + 1, organization_count), 0)
+        organization_of = np.repeat(org_index, sizes)
+        start = org_created[organization_of]
+        created = start + (rng.random(len(organization_of)) * (GENERATED_UNTIL_MS - 1 - start)).astype(np.int64)
+        order = np.lexsort((created, organization_of))
+        return cls(
+            organization_of=organization_of[order].astype(np.int32),
+            created_at=created[order].astype(np.int64),
+            org_offsets=np.concatenate(([0], np.cumsum(sizes))).astype(np.int64),
+        )
+
+    def positions_of_organization(self, organization_index: int) -> range:
+        return range(int(self.org_offsets[organization_index]), int(self.org_offsets[organization_index + 1]))
+
+
+def _drawn(table: tuple[tuple[int, str], ...], draws: np.ndarray) -> list[str]:
+    """The entries of a (upper bound out of 100, value) table that draws out of 100 fall on."""
+    bounds = np.array([bound for bound, _ in table])
+    values = [value for _, value in table]
+    return [values[k] for k in np.searchsorted(bounds, draws, side="right").tolist()]
+
+
 class UserProfile(NamedTuple):
     """What memberships embed about a user, and what queries filter on; cheaper than the user."""
 
@@ -441,6 +537,16 @@ class DataGenerator:
         self._oauth_ids = IdCodec("idn_", seed, family="oauth")
         self.instance_id = IdCodec("ins_", seed).encode(0, GENERATED_FROM_MS)
         self.memberships = MembershipLayout.build(seed, user_count, organization_count, self.user_crowd)
+        self.role_ids = IdCodec("role_", seed)
+        self.permission_ids = IdCodec("perm_", seed)
+        self.invitation_ids = IdCodec("orginv_", seed)
+        self.domain_ids = IdCodec("orgdmn_", seed)
+        self.invitations = OwnedLayout.build(
+            seed, "invitation", organization_count, INVITED_ORGANIZATION_SHARE, INVITATIONS_PER_ORGANIZATION_MAX
+        )
+        self.domains = OwnedLayout.build(
+            seed, "domain", organization_count, DOMAIN_ORGANIZATION_SHARE, DOMAINS_PER_ORGANIZATION_MAX
+        )
 
     # -- times and ids, one at a time ---------------------------------------------------
 
@@ -777,3 +883,133 @@ class DataGenerator:
             )
             for membership_id, organization, user, role, public_metadata, created_at, updated_at in columns
         ]
+
+    def membership_role_keys(self, positions: np.ndarray) -> np.ndarray:
+        """The role key of each generated membership at ``positions`` (as :meth:`membership_records`), vectorised."""
+        position = np.asarray(positions, dtype=np.int64)
+        layout = self.memberships
+        draws = _Draws(self.seed, "membership", position)
+        is_creator = position == layout.org_offsets[layout.organization_of[position].astype(np.int64)]
+        drawn_role = _DRAWN_ROLES[np.searchsorted(_ROLE_BOUNDS, draws.roll("role", 100), side="right")]
+        return np.where(is_creator, "org:admin", drawn_role)
+
+    # -- roles and permissions: the instance's few, made once ------------------------------
+
+    def permissions(self) -> list[PermissionRecord]:
+        """System permissions first (when the instance was made), then the application's (later)."""
+        made = []
+        catalog = [(entry, "system") for entry in SYSTEM_PERMISSIONS] + [(entry, "user") for entry in CUSTOM_PERMISSIONS]
+        for index, ((key, name, description), kind) in enumerate(catalog):
+            created = GENERATED_FROM_MS - _DAY_MS + index if kind == "system" else GENERATED_FROM_MS + index * 7 * _DAY_MS
+            made.append(PermissionRecord(
+                self.permission_ids.encode(index, created), key, name, description, kind, created, created
+            ))
+        return made
+
+    def roles(self, permission_ids_by_key: dict[str, str]) -> list[RoleRecord]:
+        made = []
+        for index, (key, name, description, creator_eligible, permission_keys) in enumerate(GENERATED_ROLES):
+            created = GENERATED_FROM_MS - _DAY_MS + 100 + index if index < 4 else GENERATED_FROM_MS + index * 30 * _DAY_MS
+            made.append(RoleRecord(
+                self.role_ids.encode(index, created), key, name, description, creator_eligible,
+                [permission_ids_by_key[k] for k in permission_keys], created, created,
+            ))
+        return made
+
+    # -- invitations and domains, a batch at a time -----------------------------------------
+
+    def _creator_positions(self, organizations: np.ndarray) -> list[int | None]:
+        layout = self.memberships
+        first = layout.org_offsets[organizations]
+        has_members = layout.org_offsets[organizations + 1] > first
+        creators = layout.user_of[np.where(has_members, first, 0)] if layout.count else np.zeros(len(first), int)
+        return [int(c) if has else None for c, has in zip(creators.tolist(), has_members.tolist())]
+
+    def invitation_records(self, positions: Sequence[int]) -> list[InvitationRecord]:
+        position = np.asarray(positions, dtype=np.int64)
+        layout = self.invitations
+        draws = _Draws(self.seed, "invitation", position)
+        organization = layout.organization_of[position].astype(np.int64)
+        created = layout.created_at[position]
+        expires = created + INVITATION_EXPIRY_MS
+        statuses = _drawn(_INVITATION_STATUS_DRAW, draws.roll("status", 100))
+        settled = draws.between("updated_at", created, np.minimum(expires, GENERATED_UNTIL_MS - 1))
+        columns = zip(
+            position.tolist(), self.invitation_ids.encode_many(position, created), organization.tolist(),
+            self._creator_positions(organization), draws.chance("dashboard", 200).tolist(),
+            statuses, _drawn(_INVITATION_ROLE_DRAW, draws.roll("role", 100)),
+            draws.roll("email_style", 10).tolist(), draws.roll("email_domain", len(EMAIL_DOMAINS)).tolist(),
+            draws.roll("public_metadata", len(INVITATION_PUBLIC_METADATA)).tolist(),
+            draws.chance("private_metadata", 300).tolist(), created.tolist(), expires.tolist(), settled.tolist(),
+        )
+        made = []
+        for (p, invitation_id, org, creator, from_dashboard, status, role, style, domain, public, private,
+             created_at, expires_at, settled_at) in columns:
+            if style == 0:  # internationalised, as people are
+                email = f"zoë.invitee{p}@{UNICODE_EMAIL_DOMAINS[p % len(UNICODE_EMAIL_DOMAINS)]}"
+            elif style == 1:
+                email = f"Invitee.{p}@Acme-Robotics.example"
+            else:
+                email = f"invitee{p}@{EMAIL_DOMAINS[domain]}"
+            made.append(InvitationRecord(
+                id=invitation_id,
+                organization_position=org,
+                inviter_position=None if from_dashboard else creator,
+                email_address=email,
+                role=role,
+                status=status,
+                public_metadata=json.loads(INVITATION_PUBLIC_METADATA[public]),
+                private_metadata={"crm_lead": p} if private else {},
+                url=f"https://accounts.example.com/accept-invitation?__clerk_ticket=inv{p}",
+                expires_at=expires_at,
+                created_at=created_at,
+                updated_at=created_at if status == "pending" else settled_at,
+            ))
+        return made
+
+    def domain_records(self, positions: Sequence[int]) -> list[DomainRecord]:
+        position = np.asarray(positions, dtype=np.int64)
+        layout = self.domains
+        draws = _Draws(self.seed, "domain", position)
+        organization = layout.organization_of[position].astype(np.int64)
+        created = layout.created_at[position]
+        updated = draws.updated_at(created, 300)
+        columns = zip(
+            position.tolist(), self.domain_ids.encode_many(position, created), organization.tolist(),
+            draws.roll("name", len(ORGANIZATION_NAME_HEADS)).tolist(),
+            draws.roll("enrollment_mode", len(DOMAIN_ENROLLMENT_MODES)).tolist(),
+            draws.roll("verification", 10).tolist(), draws.chance("ownership", 300).tolist(),
+            draws.roll("pending", 6).tolist(), created.tolist(), updated.tolist(),
+        )
+        made = []
+        for p, domain_id, org, head, mode, verification, owned, pending, created_at, updated_at in columns:
+            # Unique across the instance: the position is in the name; one head in 16 makes an IDN.
+            name = f"例え{p}.jp" if head == 3 else f"{ORGANIZATION_NAME_HEADS[head][1]}-{p}.example"
+            enrollment_mode = DOMAIN_ENROLLMENT_MODES[mode]
+            affiliation = None
+            if verification < 9:  # 7 in 10 verified by an e-mail code, 2 in 10 still unverified; 1 never tried
+                affiliation = {
+                    "status": "verified" if verification < 7 else "unverified",
+                    "strategy": "email_code",
+                    "attempts": 1 if verification < 7 else 0,
+                    "expire_at": created_at + VERIFICATION_CODE_EXPIRY_MS,
+                    "verified_at": None,
+                }
+            ownership = {
+                "status": "verified", "strategy": "dns_txt", "attempts": 1, "expire_at": None,
+                "verified_at": created_at + 3_600_000,
+            } if owned else None
+            made.append(DomainRecord(
+                id=domain_id,
+                organization_position=org,
+                name=name,
+                enrollment_mode=enrollment_mode,
+                affiliation_email_address=None if affiliation is None else f"admin@{name}",
+                verification=affiliation,
+                ownership_verification=ownership,
+                total_pending_invitations=pending if enrollment_mode == "automatic_invitation" else 0,
+                total_pending_suggestions=pending if enrollment_mode == "automatic_suggestion" else 0,
+                created_at=created_at,
+                updated_at=updated_at,
+            ))
+        return made

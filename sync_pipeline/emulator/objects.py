@@ -11,22 +11,9 @@ All JSON is compact and keeps Unicode as is (``ensure_ascii=False``), like Clerk
 
 from __future__ import annotations
 
-import functools
 import json
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
-
-ADMIN_PERMISSIONS = ("org:sys_profile:manage", "org:sys_memberships:read", "org:sys_memberships:manage")
-# role -> (role_name, permissions). A role outside this table (a custom one given through
-# the mutation API) gets a name derived from its key and no permissions.
-ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "org:admin": ("Admin", ADMIN_PERMISSIONS),
-    "org:member": ("Member", ("org:sys_memberships:read",)),
-    "org:billing_manager": ("Billing Manager", ("org:sys_memberships:read", "org:billing:manage")),
-    "org:viewer": ("Viewer", ()),
-    "admin": ("Admin", ADMIN_PERMISSIONS),  # instances created before custom roles existed
-    "basic_member": ("Member", ("org:sys_memberships:read",)),
-}
 
 EVENT_CLIENT_IP = "192.0.2.10"
 EVENT_USER_AGENT = "clerk-emulator"
@@ -40,11 +27,9 @@ def to_json(value: Any) -> str:
     return _ENCODER.encode(value)
 
 
-def role_name_and_permissions(role: str) -> tuple[str, list[str]]:
-    if role in ROLES:
-        name, permissions = ROLES[role]
-        return name, list(permissions)
-    return role.removeprefix("org:").replace("_", " ").title(), []
+def unknown_role_name(role: str) -> str:
+    """What a membership shows as ``role_name`` for a role key no role of the instance has."""
+    return role.removeprefix("org:").replace("_", " ").title()
 
 
 class UserFacts(NamedTuple):
@@ -158,17 +143,18 @@ class MembershipRecord:
     updated_at: int = 0
 
 
-@functools.lru_cache(maxsize=256)
-def _role_json(role: str) -> str:
-    """``"role":…,"role_name":…,"permissions":[…]`` for a role (few roles, many memberships)."""
-    role_name, permissions = role_name_and_permissions(role)
-    return f'"role":{to_json(role)},"role_name":{to_json(role_name)},"permissions":{to_json(permissions)}'
+def role_fields_json(key: str, name: str, permission_keys: list[str]) -> str:
+    """``"role":…,"role_name":…,"permissions":[…]``: what a membership shows of its role."""
+    return f'"role":{to_json(key)},"role_name":{to_json(name)},"permissions":{to_json(permission_keys)}'
 
 
-def membership_json(record: MembershipRecord, organization_json: str, public_user_data_json: str) -> str:
-    """The membership as Clerk shows it: the whole organization and the member's public data embedded."""
+def membership_json(
+    record: MembershipRecord, role_fields: str, organization_json: str, public_user_data_json: str
+) -> str:
+    """The membership as Clerk shows it: its role's fields (see :func:`role_fields_json`), the
+    whole organization and the member's public data embedded."""
     return (
-        f'{{"object":"organization_membership","id":"{record.id}",{_role_json(record.role)},'
+        f'{{"object":"organization_membership","id":"{record.id}",{role_fields},'
         f'"public_metadata":{to_json(record.public_metadata)},"private_metadata":{to_json(record.private_metadata)},'
         f'"organization":{organization_json},"public_user_data":{public_user_data_json},'
         f'"created_at":{record.created_at},"updated_at":{record.updated_at}}}'
@@ -192,4 +178,173 @@ def event_envelope(event_type: str, data: dict[str, Any], timestamp_ms: int, ins
         "timestamp": timestamp_ms,
         "event_attributes": {"http_request": {"client_ip": EVENT_CLIENT_IP, "user_agent": EVENT_USER_AGENT}},
         "instance_id": instance_id,
+    }
+
+
+def deleted_object(kind: str, object_id: str) -> dict[str, Any]:
+    """The DeletedObject of a role, permission or domain (``role.deleted``, ``DELETE /…``)."""
+    return {"object": kind, "id": object_id, "deleted": True}
+
+
+# == roles and permissions =================================================================
+
+
+@dataclass
+class PermissionRecord:
+    """A permission of the instance (``type`` ``system`` for Clerk's ``org:sys_…`` ones, else ``user``)."""
+
+    id: str
+    key: str
+    name: str
+    description: str
+    type: str
+    created_at: int
+    updated_at: int
+
+    def shown(self) -> dict[str, Any]:
+        return {
+            "object": "permission", "id": self.id, "name": self.name, "key": self.key,
+            "description": self.description, "type": self.type,
+            "created_at": self.created_at, "updated_at": self.updated_at,
+        }
+
+
+@dataclass
+class RoleRecord:
+    """A role of the instance; its permissions by id, in the order they were granted."""
+
+    id: str
+    key: str
+    name: str
+    description: str | None
+    is_creator_eligible: bool
+    permission_ids: list[str]
+    created_at: int
+    updated_at: int
+
+    def shown(self, permissions: dict[str, PermissionRecord]) -> dict[str, Any]:
+        return {
+            "object": "role", "id": self.id, "name": self.name, "key": self.key,
+            "description": self.description, "is_creator_eligible": self.is_creator_eligible,
+            "permissions": [permissions[p].shown() for p in self.permission_ids],
+            "created_at": self.created_at, "updated_at": self.updated_at,
+        }
+
+
+# == invitations and domains ===============================================================
+
+
+def public_organization_data(organization: dict[str, Any]) -> dict[str, Any]:
+    """What invitations and domains embed of their organization."""
+    return {
+        "id": organization.get("id"),
+        "name": organization.get("name"),
+        "slug": organization.get("slug"),
+        "image_url": organization.get("image_url"),
+        "has_image": organization.get("has_image"),
+    }
+
+
+def public_inviter_data(public_user_data: dict[str, Any]) -> dict[str, Any]:
+    """An inviter's public data: a member's ``public_user_data`` without ``username`` (the spec's schema)."""
+    return {key: value for key, value in public_user_data.items() if key != "username"}
+
+
+@dataclass
+class InvitationRecord:
+    """An organization invitation before it is rendered with its organization, inviter and role."""
+
+    id: str
+    organization_position: int
+    inviter_position: int | None  # a user position; None: sent from the dashboard
+    email_address: str
+    role: str  # a role key
+    status: str  # pending, accepted, revoked, expired
+    public_metadata: dict[str, Any]
+    private_metadata: dict[str, Any]
+    url: str | None
+    expires_at: int | None
+    created_at: int
+    updated_at: int
+    accepted_by: str | None = None  # the user id that accepted it (only shown in the event)
+
+
+def invitation_shown(
+    record: InvitationRecord,
+    *,
+    role_name: str,
+    organization: dict[str, Any],
+    inviter: dict[str, Any] | None,
+    with_organization: bool,
+) -> dict[str, Any]:
+    """The OrganizationInvitation (``with_organization``: …WithPublicOrganizationData, as the
+    instance-wide list and the events show it)."""
+    shown = {
+        "object": "organization_invitation",
+        "id": record.id,
+        "email_address": record.email_address,
+        "role": record.role,
+        "role_name": role_name,
+        "organization_id": organization["id"],
+        "inviter_id": None if inviter is None else inviter["user_id"],
+        "public_inviter_data": None if inviter is None else public_inviter_data(inviter),
+        "status": record.status,
+        "public_metadata": record.public_metadata,
+        "private_metadata": record.private_metadata,
+        "url": record.url,
+        "expires_at": record.expires_at,
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+    }
+    if with_organization:
+        shown["public_organization_data"] = public_organization_data(organization)
+    return shown
+
+
+DOMAIN_ENROLLMENT_MODES = ("manual_invitation", "automatic_invitation", "automatic_suggestion", "enterprise_sso")
+
+
+@dataclass
+class DomainRecord:
+    """An organization domain before it is rendered with its organization.
+
+    ``verification`` is the affiliation verification (``verification`` is its deprecated
+    alias in the spec, both shown); ``ownership_verification`` the DNS proof. Each a dict
+    of Clerk's OrganizationDomainVerification (status, strategy, attempts, expire_at,
+    verified_at) or None.
+    """
+
+    id: str
+    organization_position: int
+    name: str
+    enrollment_mode: str
+    affiliation_email_address: str | None
+    verification: dict[str, Any] | None
+    ownership_verification: dict[str, Any] | None
+    total_pending_invitations: int
+    total_pending_suggestions: int
+    created_at: int
+    updated_at: int
+
+    @property
+    def verified(self) -> bool:
+        return self.verification is not None and self.verification.get("status") == "verified"
+
+
+def domain_shown(record: DomainRecord, organization: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "object": "organization_domain",
+        "id": record.id,
+        "organization_id": organization["id"],
+        "name": record.name,
+        "enrollment_mode": record.enrollment_mode,
+        "affiliation_email_address": record.affiliation_email_address,
+        "affiliation_verification": record.verification,
+        "ownership_verification": record.ownership_verification,
+        "verification": record.verification,
+        "total_pending_invitations": record.total_pending_invitations,
+        "total_pending_suggestions": record.total_pending_suggestions,
+        "public_organization_data": public_organization_data(organization),
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
     }

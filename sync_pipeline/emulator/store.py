@@ -6,6 +6,9 @@ is creation order, which for users and organizations is also ``created_at`` orde
 the default listings page by arithmetic on positions (a binary search over the few
 deleted positions), with no sorting and no per-request work proportional to the data.
 
+Invitations and domains have positions too, grouped by organization (see
+:mod:`.owned_records`); roles and permissions, a handful, are plain records.
+
 Objects are generated on demand (see :mod:`.generate`); an object created or changed
 through the mutation API is kept as a dict in an overlay that takes precedence. Deleted
 positions are remembered so pages skip them. Every mutation appends the webhook event
@@ -22,8 +25,10 @@ The store is shared between the server's event loop and the test thread: every p
 method holds one lock.
 
 :class:`ClerkStore` is one object in parts, one file each: ``store_users`` (reading,
-``GET /users`` and changing users), ``store_organizations``, ``store_memberships``, and
-``store_events`` (the clock, minted ids and the events every change emits), over the
+``GET /users`` and changing users), ``store_organizations``, ``store_memberships``,
+``store_access`` (roles and permissions: few, kept as records), ``store_invitations`` and
+``store_domains`` (generated on demand, organization by organization, through
+``owned_records``), and ``store_events`` (the clock, minted ids and the events every change emits), over the
 state declared in ``store_state`` and set up here; ``store_common`` holds their errors,
 query types and helpers.
 """
@@ -43,6 +48,7 @@ from sync_pipeline.emulator.objects import MembershipRecord
 from sync_pipeline.emulator.positions import Positions
 from sync_pipeline.emulator.store_common import (
     MEMBERSHIP_ORDER_FIELDS,
+    ChangeRefused,
     ORGANIZATION_ORDER_FIELDS,
     USER_ORDER_FIELDS,
     EventListener,
@@ -52,20 +58,27 @@ from sync_pipeline.emulator.store_common import (
     UserQuery,
     parse_order_by,
 )
+from sync_pipeline.emulator.owned_records import OwnedRecords
+from sync_pipeline.emulator.store_access import AccessStore
+from sync_pipeline.emulator.store_domains import DomainStore
 from sync_pipeline.emulator.store_events import StoreEvents
+from sync_pipeline.emulator.store_invitations import InvitationStore
 from sync_pipeline.emulator.store_memberships import MembershipStore
 from sync_pipeline.emulator.store_organizations import OrganizationStore
 from sync_pipeline.emulator.store_users import UserStore
 
 __all__ = [
     "MEMBERSHIP_ORDER_FIELDS", "ORGANIZATION_ORDER_FIELDS", "USER_ORDER_FIELDS",
-    "ClerkStore", "EventListener", "InvalidParameter", "ObjectNotFound", "OrganizationQuery", "UserQuery",
+    "ChangeRefused", "ClerkStore", "EventListener", "InvalidParameter", "ObjectNotFound", "OrganizationQuery", "UserQuery",
     "parse_order_by",
 ]
 
 
-class ClerkStore(UserStore, OrganizationStore, MembershipStore, StoreEvents):
-    """A Clerk instance's users, organizations and memberships, generated and then changed.
+class ClerkStore(
+    UserStore, OrganizationStore, MembershipStore, AccessStore, InvitationStore, DomainStore, StoreEvents
+):
+    """A Clerk instance's users, organizations, memberships, roles, permissions, invitations and
+    domains, generated and then changed.
 
     ``ClerkStore(users=1_000_000, organizations=100_000)`` is ready in about a second. Read
     with :meth:`get_user`, :meth:`iter_users` and friends; change with the ``create_*``,
@@ -103,7 +116,7 @@ class ClerkStore(UserStore, OrganizationStore, MembershipStore, StoreEvents):
         self._minted = 0
         self._new_ids = {
             prefix: IdCodec(prefix, seed, family="created")
-            for prefix in ("user_", "org_", "orgmem_", "idn_")
+            for prefix in ("user_", "org_", "orgmem_", "idn_", "role_", "perm_", "orginv_", "orgdmn_")
         }
 
         layout = self._generated.memberships
@@ -142,6 +155,13 @@ class ClerkStore(UserStore, OrganizationStore, MembershipStore, StoreEvents):
         # field -> generated users ascending by that timestamp: (timestamps, positions); never stale
         self._generated_user_time_orders: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._organization_order_cache: dict[str, list[int]] = {}
+
+        self._load_generated_access()  # roles and permissions (see store_access)
+        generated = self._generated
+        self._invitations = OwnedRecords(
+            generated.invitations, generated.invitation_ids, generated.invitation_records, organizations
+        )
+        self._domains = OwnedRecords(generated.domains, generated.domain_ids, generated.domain_records, organizations)
 
     # == counts ==========================================================================
 

@@ -47,6 +47,36 @@ class InvalidParameter(ValueError):
         self.long_message = long_message
 
 
+class ChangeRefused(ValueError):
+    """A change Clerk refuses with a status of its own: 403 (a system permission), 409 (already so)."""
+
+    def __init__(self, status: int, code: str, long_message: str) -> None:
+        super().__init__(long_message)
+        self.status = status
+        self.code = code
+        self.long_message = long_message
+
+
+def matches_text(text: str, object_id: str, *values: str | None) -> bool:
+    """The ``query`` of the role, permission and invitation lists: the exact id, or part of a value (any case)."""
+    needle = text.lower()
+    return text == object_id or any(value is not None and needle in value.lower() for value in values)
+
+
+def ordered_page(
+    items: Sequence[Shown], order_by: str, allowed: Sequence[str], value: Callable[[Shown, str], Any],
+    *, limit: int, offset: int,
+) -> tuple[list[Shown], int]:
+    """``items`` sorted by ``order_by`` (one of ``allowed``, ``+``/``-``), ties by created_at then id; a page and the total."""
+    field, descending = parse_order_by(order_by, allowed)
+    ordered = sorted(
+        items, key=lambda item: (sort_key(value(item, field)), value(item, "created_at"), value(item, "id"))
+    )
+    if descending:
+        ordered.reverse()
+    return ordered[offset : offset + limit], len(ordered)
+
+
 @dataclass(frozen=True)
 class UserQuery:
     """The filters and order of ``GET /users`` and ``GET /users/count``."""

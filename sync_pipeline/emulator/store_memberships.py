@@ -53,7 +53,12 @@ class MembershipStore(StoreState):
         members = self._user_profiles_at(user_positions)
         member_json = {p: member.public_user_data_json for p, member in zip(user_positions, members)}
         return [
-            membership_json(record, organization_json[record.organization_position], member_json[record.user_position])
+            membership_json(
+                record,
+                self._role_fields(record.role),
+                organization_json[record.organization_position],
+                member_json[record.user_position],
+            )
             for record in records
         ]
 

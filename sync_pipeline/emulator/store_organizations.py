@@ -256,12 +256,16 @@ class OrganizationStore(StoreState):
         return json.loads(self._organizations_at([position], include_members_count=False)[0][0])
 
     def delete_organization(self, id_or_slug: str) -> dict[str, Any]:
-        """Delete an organization and its memberships: ``organization.deleted`` (a DeletedObject)."""
+        """Delete an organization, its memberships, invitations and domains: ``organization.deleted`` (a DeletedObject)."""
         with self._lock:
             position = self._require_organization(id_or_slug)
             organization = self._organization_dict(position)
             now = self._tick()
             removed = [self._remove_membership(p) for p in self._live_memberships_of_organization(position)]
+            # Its invitations and domains go with it (no events for them: Clerk documents none).
+            for owned in (self._invitations, self._domains):
+                for owned_position in owned.of_organization(position):
+                    owned.delete(owned_position)
             self._organizations.delete(position)
             self._organization_overlay.pop(position, None)
             self._slug_positions.pop(organization["slug"], None)

@@ -1,7 +1,8 @@
 """The state every part of the store works on, declared once (``ClerkStore.__init__`` fills it).
 
 The store is one object split by entity (``store_users``, ``store_organizations``,
-``store_memberships``, ``store_events``); each part is a class over this state, and
+``store_memberships``, ``store_access`` (roles and permissions), ``store_invitations``,
+``store_domains``, ``store_events``); each part is a class over this state, and
 :class:`~sync_pipeline.emulator.store.ClerkStore` joins them. A part calls another's
 methods through ``self`` (deleting a user removes its memberships), so only the joined
 class is ever instantiated.
@@ -18,7 +19,14 @@ import numpy as np
 from sync_pipeline.emulator.creation_order import CreationOrder
 from sync_pipeline.emulator.generate import DataGenerator
 from sync_pipeline.emulator.ids import IdCodec
-from sync_pipeline.emulator.objects import MembershipRecord
+from sync_pipeline.emulator.objects import (
+    DomainRecord,
+    InvitationRecord,
+    MembershipRecord,
+    PermissionRecord,
+    RoleRecord,
+)
+from sync_pipeline.emulator.owned_records import OwnedRecords
 from sync_pipeline.emulator.positions import Positions
 
 
@@ -61,3 +69,11 @@ class StoreState:
     _membership_writes: dict[int, int]
     _membership_write_serial: int
     _generated_membership_order: np.ndarray | None
+
+    _permissions: dict[str, PermissionRecord]
+    _roles: dict[str, RoleRecord]
+    _role_key_aliases: dict[str, str]
+    _role_fields_cache: dict[str, str]
+
+    _invitations: OwnedRecords[InvitationRecord]
+    _domains: OwnedRecords[DomainRecord]

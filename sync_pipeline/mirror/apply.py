@@ -36,11 +36,11 @@ from sync_pipeline.diff.plan import CHANGE_KINDS, DELETE, INSERT, SyncPlan
 from sync_pipeline.errors import SyncLockTimeout
 from sync_pipeline.mirror.changes import announce_changes
 from sync_pipeline.mirror.staging import copy_into_stage, copy_into_table, direct_load_table
-from sync_pipeline.model import ENTITIES, MEMBERSHIPS, ORGANIZATIONS, USERS
+from sync_pipeline.model import ENTITIES, key_columns
 
-# Deletes walk from dependants to parents, upserts from parents to dependants.
-DELETE_ORDER = (MEMBERSHIPS, ORGANIZATIONS, USERS)
-UPSERT_ORDER = (USERS, ORGANIZATIONS, MEMBERSHIPS)
+# Upserts walk from parents to dependants (the descriptions' order, parents first), deletes back.
+UPSERT_ORDER = ENTITIES
+DELETE_ORDER = tuple(reversed(ENTITIES))
 
 
 
@@ -163,7 +163,7 @@ def _load_into_empty_table(connection: Connection, schema: str, entity: str, ups
     # The planner still sees an empty table until autovacuum comes by; the next statements
     # (and the next sync's joins) should plan for what is there. Keys only: sampling raw
     # documents would cost more than the whole rest of the statistics.
-    keys = "id, user_id, organization_id" if entity == MEMBERSHIPS else "id"
+    keys = ", ".join(key_columns(entity))
     connection.execute(sa.text(f'ANALYZE "{schema}".{entity} ({keys})'))
     return True
 

@@ -21,8 +21,9 @@ from sqlalchemy.engine import Connection, Engine
 from dataclasses import dataclass
 
 from sync_pipeline import model
-from sync_pipeline.clerk.normalize import select_rows
-from sync_pipeline.model import ENTITIES, MEMBERSHIPS, ORGANIZATIONS, USERS, LiveKeys, Snapshot, SyncScope
+from sync_pipeline.entities import catalog
+from sync_pipeline.frames import select_rows
+from sync_pipeline.model import ENTITIES, LiveKeys, Snapshot, SyncScope
 from sync_pipeline.text_columns import is_in
 
 _READ_BLOCK = 4 * 1024 * 1024  # bytes of CSV parsed at a time
@@ -57,14 +58,22 @@ def _select_list(entity: str) -> tuple[str, dict[str, str]]:
 
 
 def _scope_filter(entity: str, scope: SyncScope) -> tuple[str, dict]:
+    """The rows of ``entity`` a scoped sync covers: those the scope names by id, and those
+    whose parent it names (a membership of a named user or organization). An entity the
+    scope can name neither way is not covered (FALSE): a scoped sync leaves it alone."""
     if scope.is_full:
         return "TRUE", {}
-    users, orgs = list(scope.user_ids), list(scope.organization_ids)
-    if entity == USERS:
-        return "id = ANY(%(users)s)", {"users": users}
-    if entity == ORGANIZATIONS:
-        return "id = ANY(%(orgs)s)", {"orgs": orgs}
-    return "(user_id = ANY(%(users)s) OR organization_id = ANY(%(orgs)s))", {"users": users, "orgs": orgs}
+    description = catalog.describe(entity)
+    terms, params = [], {}
+    if description.scope_ids:
+        terms.append("id = ANY(%(self)s)")
+        params["self"] = list(scope.ids_of(entity))
+    for parent in catalog.scoping_parents(description):
+        terms.append(f"{parent.column} = ANY(%({parent.column})s)")
+        params[parent.column] = list(scope.ids_of(parent.entity))
+    if not terms:
+        return "FALSE", {}
+    return "(" + " OR ".join(terms) + ")", params
 
 
 def _canonical_json_column(values: pa.ChunkedArray) -> pd.arrays.ArrowStringArray:
@@ -179,14 +188,15 @@ def read_live_keys(engine: Engine, schema: str) -> LiveKeys:
         connection = connection.execution_options(isolation_level="REPEATABLE READ")
         with connection.begin():
             exists = connection.execute(
-                sa.text("SELECT to_regclass(:table) IS NOT NULL"), {"table": f'"{schema}".users'}
+                sa.text("SELECT to_regclass(:table) IS NOT NULL"), {"table": f'"{schema}".{ENTITIES[0]}'}
             ).scalar_one()
             if not exists:
                 return LiveKeys.empty()
-            users = _live_key_column_frame(connection, schema, USERS, ("id",))
-            organizations = _live_key_column_frame(connection, schema, ORGANIZATIONS, ("id",))
-            memberships = _live_key_column_frame(connection, schema, MEMBERSHIPS, ("id", "user_id", "organization_id"))
-    return LiveKeys(users=users["id"], organizations=organizations["id"], memberships=memberships)
+            frames = {
+                entity: _live_key_column_frame(connection, schema, entity, model.key_columns(entity))
+                for entity in ENTITIES
+            }
+    return LiveKeys(frames)
 
 
 def live_row_counts(connection: Connection, schema: str) -> dict[str, int]:
@@ -253,7 +263,7 @@ def read_mirror_if_present(engine: Engine, schema: str, scope: SyncScope) -> Mir
     """Like :func:`read_mirror`, but an absent mirror (never synced) reads as empty, unchanged."""
     with engine.connect() as connection:
         exists = connection.execute(
-            sa.text("SELECT to_regclass(:table) IS NOT NULL"), {"table": f'"{schema}".users'}
+            sa.text("SELECT to_regclass(:table) IS NOT NULL"), {"table": f'"{schema}".{ENTITIES[0]}'}
         ).scalar_one()
     if exists:
         return read_mirror(engine, schema, scope)

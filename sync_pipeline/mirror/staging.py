@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from sync_pipeline import model
-from sync_pipeline.clerk.normalize import release_spilled_pages
+from sync_pipeline.frames import release_spilled_pages
 
 _SQL_TYPE = {model.TEXT: "text", model.JSON: "jsonb", model.BOOL: "boolean", model.MILLIS: "bigint", model.INT: "integer"}
 _ARROW_TYPE = {model.TEXT: pa.large_string(), model.JSON: pa.large_string(), model.BOOL: pa.bool_(),

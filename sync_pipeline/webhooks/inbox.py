@@ -27,17 +27,54 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from sync_pipeline.clerk.ids import id_problem
+from sync_pipeline.entities import catalog
+from sync_pipeline.entities.description import Entity
 from sync_pipeline.mirror.database import validate_schema_name
 
-USER, ORGANIZATION, MEMBERSHIP = "user", "organization", "membership"
+# The ``entity`` column holds each description's singular name.
+USER, ORGANIZATION, MEMBERSHIP = (e.singular for e in (catalog.USERS, catalog.ORGANIZATIONS, catalog.MEMBERSHIPS))
 PENDING, IGNORED, INVALID, PROCESSED = "pending", "ignored", "invalid", "processed"
 
-_ENTITY_OF_PREFIX = {"user": USER, "organization": ORGANIZATION, "organizationMembership": MEMBERSHIP}
+# The inbox's id column for each SyncScope field: what a scoped sync re-reads. Roles and
+# permissions are named by the event's own object id.
+_ID_COLUMN_OF_SCOPE = {
+    "user_ids": "user_id",
+    "organization_ids": "organization_id",
+    "role_ids": "object_id",
+    "permission_ids": "object_id",
+}
 
-RELEVANT_EVENT_TYPES: frozenset[str] = frozenset(
-    f"{prefix}.{action}" for prefix in _ENTITY_OF_PREFIX for action in ("created", "updated", "deleted")
-)
+# Events of the entities a scoped sync can re-read; the others wait for the full sync.
+_ENTITY_OF_EVENT: dict[str, Entity] = {
+    t: e for e in catalog.ENTITIES if catalog.in_scoped_syncs(e) for t in e.event_types
+}
+
+RELEVANT_EVENT_TYPES: frozenset[str] = frozenset(_ENTITY_OF_EVENT)
 """The event types the mirror follows; every other type is stored as 'ignored'."""
+
+
+def _id_column(entity: Entity) -> str | None:
+    """The inbox column that holds ids of ``entity`` itself (None: it has none)."""
+    return _ID_COLUMN_OF_SCOPE.get(entity.scope_ids) if entity.scope_ids else None
+
+
+def _parent_id_columns(entity: Entity) -> list[tuple[str, tuple[str, ...], bool]]:
+    """(inbox column, path in the event's data, counts_children) per parent of ``entity``
+    the inbox can name: where Clerk's object holds the parent's id (the column's path)."""
+    found = []
+    for parent in catalog.scoping_parents(entity):
+        column = _id_column(catalog.describe(parent.entity))
+        path = next(c.path for c in entity.columns if c.name == parent.column)
+        if column is not None and path:
+            found.append((column, path, parent.counts_children))
+    return found
+
+
+def _at(data: dict, path: tuple[str, ...]) -> Any:
+    value: Any = data
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
 
 # Documented in milliseconds, but some payloads carry seconds: 10^11 ms is 1973, 10^11 s is year 5138.
 _SECONDS_BELOW = 10**11
@@ -108,6 +145,7 @@ class InboxHealth:
 class _EventIds(Protocol):
     event_type: str
     entity: str | None
+    object_id: str | None
     user_id: str | None
     organization_id: str | None
 
@@ -169,25 +207,27 @@ def classify(payload: dict) -> EventFacts:
     if event_type not in RELEVANT_EVENT_TYPES:
         return EventFacts(event_type, None, object_id, None, None, IGNORED, timestamp)
 
-    entity = _ENTITY_OF_PREFIX[event_type.split(".", 1)[0]]
-    user_id = organization_id = None
-    if entity == USER:
-        user_id = object_id
-    elif entity == ORGANIZATION:
-        organization_id = object_id
+    described = _ENTITY_OF_EVENT[event_type]
+    entity = described.singular
+    ids: dict[str, str | None] = {"user_id": None, "organization_id": None}
+    own = _id_column(described)
+    if own == "object_id":
+        if problems:
+            return EventFacts(event_type, entity, None, None, None, INVALID, timestamp, "; ".join(problems))
+        if object_id is None:
+            return EventFacts(event_type, entity, None, None, None, INVALID, timestamp, f"no {entity} id")
+        return EventFacts(event_type, entity, object_id, None, None, PENDING, timestamp)
+    if own is not None:
+        ids[own] = object_id
     elif data is not None:
-        problems.clear()  # a membership's own id never reaches a URL; the ids it names do
-        user_data = data.get("public_user_data")
-        organization = data.get("organization")
-        if isinstance(user_data, dict):
-            user_id = _checked_id(user_data.get("user_id"), "user id", problems)
-        if isinstance(organization, dict):
-            organization_id = _checked_id(organization.get("id"), "organization id", problems)
+        problems.clear()  # a child's own id never reaches a URL; the parent ids it names do
+        for column, path, _ in _parent_id_columns(described):
+            ids[column] = _checked_id(_at(data, path), column.replace("_", " "), problems)
     if problems:
         return EventFacts(event_type, entity, None, None, None, INVALID, timestamp, "; ".join(problems))
-    if not (user_id or organization_id):
+    if not (ids["user_id"] or ids["organization_id"]):
         return EventFacts(event_type, entity, object_id, None, None, INVALID, timestamp, "no user or organization id")
-    return EventFacts(event_type, entity, object_id, user_id, organization_id, PENDING, timestamp)
+    return EventFacts(event_type, entity, object_id, ids["user_id"], ids["organization_id"], PENDING, timestamp)
 
 
 # Postgres jsonb refuses \u0000 and unpaired surrogates, which JSON itself allows.
@@ -341,6 +381,24 @@ def events_received_between(engine: Engine, schema: str, since: datetime, until:
     )
 
 
+def affected_scope(events: Iterable[_EventIds]) -> dict[str, list[str]]:
+    """The ids a scoped sync must re-read for ``events``, by SyncScope field, each sorted:
+    :func:`affected_ids`' users and organizations, and the roles and permissions that
+    role.* and permission.* events name (their memberships are found from the mirror,
+    ``webhooks.runs.organizations_holding_roles``)."""
+    found: dict[str, set[str]] = {field: set() for field in _ID_COLUMN_OF_SCOPE}
+    users, organizations = affected_ids(events)
+    found["user_ids"].update(users)
+    found["organization_ids"].update(organizations)
+    for event in events:
+        described = catalog.BY_SINGULAR.get(event.entity or "")
+        if described is None or _id_column(described) != "object_id" or not _ids_usable(event):
+            continue
+        if event.object_id and id_problem(event.object_id) is None:
+            found[described.scope_ids].add(event.object_id)
+    return {field: sorted(ids) for field, ids in found.items()}
+
+
 def affected_ids(events: Iterable[_EventIds]) -> tuple[list[str], list[str]]:
     """The user ids and organization ids a scoped sync must re-read for ``events``, each sorted.
 
@@ -354,21 +412,27 @@ def affected_ids(events: Iterable[_EventIds]) -> tuple[list[str], list[str]]:
     entity (ignored types) add nothing, and neither does an id that cannot be a Clerk id
     (:func:`classify` stores such events as 'invalid'; this is the last guard before a URL).
     """
-    user_ids: set[str] = set()
-    organization_ids: set[str] = set()
+    found: dict[str, set[str]] = {"user_id": set(), "organization_id": set()}
     for event in events:
-        if not _ids_usable(event):
+        described = catalog.BY_SINGULAR.get(event.entity or "")
+        if described is None or not _ids_usable(event):
             continue
-        if event.entity == USER and event.user_id:
-            user_ids.add(event.user_id)
-        elif event.entity == ORGANIZATION and event.organization_id:
-            organization_ids.add(event.organization_id)
-        elif event.entity == MEMBERSHIP:
-            if event.user_id:
-                user_ids.add(event.user_id)
-            if event.organization_id and (not event.user_id or not event.event_type.endswith(".updated")):
-                organization_ids.add(event.organization_id)
-    return sorted(user_ids), sorted(organization_ids)
+        own = _id_column(described)
+        if own == "object_id":
+            continue  # roles and permissions: see affected_scope
+        if own is not None:
+            if getattr(event, own):
+                found[own].add(getattr(event, own))
+            continue
+        parents = _parent_id_columns(described)
+        # A parent that counts its children is re-read when one comes or goes, or when
+        # no other parent is named to stand in for the event.
+        others_named = any(getattr(event, column) for column, _, counts in parents if not counts)
+        for column, _, counts in parents:
+            value = getattr(event, column)
+            if value and (not counts or not others_named or not event.event_type.endswith(".updated")):
+                found[column].add(value)
+    return sorted(found["user_id"]), sorted(found["organization_id"])
 
 
 def _ids_usable(event: _EventIds) -> bool:

@@ -78,6 +78,93 @@ def organizations_of_users(engine: Engine, schema: str, user_ids: Sequence[str])
         return sorted(found)
 
 
+# A role or permission change re-reads the memberships of every organization with a member
+# of a role it changes. Past this many organizations (each one costs its by-id read, its
+# membership pages and its domain list: at least 3 requests, about a minute at a test
+# key's share), the memberships wait for the next full sync, and the run's metadata says so.
+MAX_ORGANIZATIONS_PER_ROLE_CHANGE = 300
+
+
+@dataclass(frozen=True)
+class RoleFanOut:
+    """What a role or permission change re-reads: its roles, and the organizations whose
+    memberships hold one of them (their permissions follow their role)."""
+
+    role_ids: tuple[str, ...]
+    organization_ids: tuple[str, ...]
+    requests: int  # an estimate of what re-reading those organizations costs
+    deferred_organizations: int = 0  # over the bound: left for the next full sync
+
+    def describe(self) -> str:
+        text = f"{len(self.role_ids)} role(s), {len(self.organization_ids)} organization(s), ~{self.requests} request(s)"
+        if self.deferred_organizations:
+            text += f"; {self.deferred_organizations} organization(s) over the bound wait for the next full sync"
+        return text
+
+
+def organizations_holding_roles(
+    engine: Engine,
+    schema: str,
+    role_ids: Sequence[str],
+    permission_ids: Sequence[str],
+    *,
+    page_size: int = 500,
+    max_organizations: int = MAX_ORGANIZATIONS_PER_ROLE_CHANGE,
+) -> RoleFanOut:
+    """The roles these events change and the organizations of their live memberships, from
+    the mirror as it is before this run writes.
+
+    A permission changes every role holding its key; a role changes every membership of its
+    key (Clerk documents no membership event after either). An organization costs its
+    by-id read and its domain list, plus a page of memberships per ``page_size`` members.
+    """
+    if not role_ids and not permission_ids:
+        return RoleFanOut((), (), 0)
+    schema = validate_schema_name(schema)
+    with engine.connect() as connection:
+        roles = connection.execute(
+            sa.text(
+                f"""
+                SELECT id, key FROM "{schema}".organization_roles
+                WHERE id = ANY(CAST(:roles AS text[]))
+                   OR (deleted_at IS NULL AND permissions ?| ARRAY(
+                       SELECT key FROM "{schema}".organization_permissions
+                       WHERE id = ANY(CAST(:permissions AS text[])) AND key IS NOT NULL))
+                """
+            ),
+            {"roles": sorted(set(role_ids)), "permissions": sorted(set(permission_ids))},
+        ).all()
+        keys = sorted({key for _, key in roles if key})
+        organizations = connection.execute(
+            sa.text(
+                f"""
+                SELECT m.organization_id, count(*) AS members
+                FROM "{schema}".organization_memberships m
+                WHERE m.deleted_at IS NULL AND m.organization_id IS NOT NULL AND m.role = ANY(CAST(:keys AS text[]))
+                GROUP BY m.organization_id ORDER BY m.organization_id
+                """
+            ),
+            {"keys": keys},
+        ).all()
+        members = dict(
+            connection.execute(
+                sa.text(
+                    f"""SELECT organization_id, count(*) FROM "{schema}".organization_memberships
+                    WHERE deleted_at IS NULL AND organization_id = ANY(CAST(:ids AS text[])) GROUP BY organization_id"""
+                ),
+                {"ids": [o for o, _ in organizations]},
+            ).all()
+        )
+    kept = [o for o, _ in organizations][:max_organizations]
+    requests = sum(2 + max(1, -(-members.get(o, 0) // page_size)) for o in kept)
+    return RoleFanOut(
+        role_ids=tuple(sorted({*role_ids, *(role_id for role_id, _ in roles)})),
+        organization_ids=tuple(kept),
+        requests=requests,
+        deferred_organizations=len(organizations) - len(kept),
+    )
+
+
 @dataclass(frozen=True)
 class RunLag:
     """Receiver-to-mirror lag (received_at -> processed_at) of the events one run answered."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -11,12 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sync_pipeline import model
+from sync_pipeline.entities import catalog
 from sync_pipeline.clerk.normalize import (
     FrameBuilder,
     _json,
     drop_rows,
     normalize,
     normalize_membership,
+    normalize_one,
     normalize_organization,
     normalize_user,
     primary_email,
@@ -28,11 +31,11 @@ NORMALIZERS = {
     model.USERS: normalize_user,
     model.ORGANIZATIONS: normalize_organization,
     model.MEMBERSHIPS: normalize_membership,
-}
-FIXTURE_OF = {
-    model.USERS: "user",
-    model.ORGANIZATIONS: "organization",
-    model.MEMBERSHIPS: "organization_membership",
+    **{
+        entity: partial(normalize_one, entity)
+        for entity in model.ENTITIES
+        if entity not in (model.USERS, model.ORGANIZATIONS, model.MEMBERSHIPS)
+    },
 }
 
 
@@ -195,7 +198,7 @@ def test_numbers_too_big_for_the_column_become_null(entity, field):
 
 @pytest.mark.parametrize("entity", model.ENTITIES)
 def test_unknown_fields_are_kept_in_raw(entity):
-    obj = fx.load(FIXTURE_OF[entity])
+    obj = fx.example(entity)
     obj["brand_new_field"] = {"nested": [1, "two", None]}
     row = NORMALIZERS[entity](obj)
     assert json.loads(row["raw"])["brand_new_field"] == {"nested": [1, "two", None]}
@@ -307,9 +310,9 @@ def test_fast_encoder_on_fixtures(name):
 # ------------------------------------------------------------------ private metadata
 
 
-@pytest.mark.parametrize("entity", model.ENTITIES)
+@pytest.mark.parametrize("entity", [e.name for e in catalog.ENTITIES if e.has_private_metadata or e.embedded_private])
 def test_private_metadata_excluded(entity):
-    obj = fx.load(FIXTURE_OF[entity])
+    obj = fx.example(entity)
     original = json.dumps(obj, sort_keys=True)
     row = NORMALIZERS[entity](obj, include_private_metadata=False)
     raw = json.loads(row["raw"])
@@ -326,7 +329,7 @@ def test_private_metadata_excluded(entity):
 
 @pytest.mark.parametrize("entity", [model.USERS, model.ORGANIZATIONS])
 def test_private_metadata_included_by_default(entity):
-    obj = fx.load(FIXTURE_OF[entity])
+    obj = fx.example(entity)
     row = NORMALIZERS[entity](obj)
     assert row["private_metadata"] == model.canonical_json(obj["private_metadata"])
     assert json.loads(row["raw"])["private_metadata"] == obj["private_metadata"]
@@ -466,3 +469,41 @@ def test_drop_rows_matches_a_filter(n, data):
     pd.testing.assert_frame_equal(drop_rows(frame, positions), frame[keep].reset_index(drop=True))
     pd.testing.assert_frame_equal(select_rows(frame, ~keep), frame[~keep].reset_index(drop=True))
     pd.testing.assert_frame_equal(select_rows(frame, keep), frame[keep].reset_index(drop=True))
+
+
+# ------------------------------------------------------------------ roles, permissions, invitations, domains
+
+
+def test_a_role_holds_the_keys_of_the_permissions_it_grants():
+    role = fx.role("role_1", permissions=[fx.permission("perm_1", "org:a"), fx.permission("perm_2", "org:b"), "org:c", {"id": "x"}])
+    row = normalize_one("organization_roles", role)
+    assert json.loads(row["permissions"]) == ["org:a", "org:b", "org:c"]
+    assert row["key"] == "org:billing" and row["is_creator_eligible"] is False
+    assert normalize_one("organization_roles", {"id": "role_2"})["permissions"] is None
+
+
+def test_an_invitation_leaves_its_organizations_public_data_out_of_raw():
+    listed = fx.invitation("orginv_1")  # as the instance-wide list shows it
+    under_organization = {k: v for k, v in listed.items() if k != "public_organization_data"}
+    row = normalize_one("organization_invitations", listed)
+    assert "public_organization_data" not in json.loads(row["raw"])
+    assert row["raw_digest"] == normalize_one("organization_invitations", under_organization)["raw_digest"]
+    assert (row["organization_id"], row["status"], row["inviter_id"]) == ("org_1", "pending", "user_1")
+    assert row["expires_at"] == listed["expires_at"]
+    hidden = normalize_one("organization_invitations", listed, include_private_metadata=False)
+    assert hidden["private_metadata"] is None and "private_metadata" not in json.loads(hidden["raw"])
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({}, "verified"),
+        ({"affiliation_verification": None, "verification": None}, None),
+        ({"affiliation_verification": None, "verification": {"status": "unverified"}}, "unverified"),  # the alias only
+        ({"affiliation_verification": "odd", "verification": None}, None),
+    ],
+)
+def test_a_domains_verification_status(fields, expected):
+    row = normalize_one("organization_domains", {**fx.domain("orgdmn_1"), **fields})
+    assert row["verification_status"] == expected
+    assert (row["organization_id"], row["enrollment_mode"]) == ("org_1", "automatic_invitation")

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from sync_pipeline import model
+from sync_pipeline.entities import catalog
 from sync_pipeline.diff.plan import DELETE, INSERT, RESTORE, UPDATE, SyncPlan
 from sync_pipeline.diff.rules import plan_sync
 from sync_pipeline_tests import fixtures as fx
@@ -39,14 +40,13 @@ def dups(p: SyncPlan, entity: str) -> list[tuple]:
 
 
 def snapshots(entity: str, clerk_objects: list[dict], mirror_objects: list[dict], deleted=None):
-    lists = {U: (), O: (), M: ()}
-    clerk = fx.clerk_snapshot(**{_arg(e): (clerk_objects if e == entity else ()) for e in lists})
-    mirror = fx.mirror_snapshot(**{_arg(e): (mirror_objects if e == entity else ()) for e in lists}, deleted=deleted)
+    clerk = fx.clerk_snapshot(**{_arg(entity): clerk_objects})
+    mirror = fx.mirror_snapshot(**{_arg(entity): mirror_objects}, deleted=deleted)
     return clerk, mirror
 
 
 def _arg(entity: str) -> str:
-    return {U: "users", O: "organizations", M: "memberships"}[entity]
+    return {U: "users", O: "organizations", M: "memberships"}.get(entity, entity)
 
 
 def make(entity: str, id: str, **fields) -> dict:
@@ -54,7 +54,9 @@ def make(entity: str, id: str, **fields) -> dict:
         return fx.user(id, f"{id}@example.com", **fields)
     if entity == O:
         return fx.organization(id, **fields)
-    return fx.membership(id, "org_1", f"user_of_{id}", **fields)
+    if entity == M:
+        return fx.membership(id, "org_1", f"user_of_{id}", **fields)
+    return {**fx.example(entity, id), **fields}
 
 
 # ------------------------------------------------------------------ insert / no-op
@@ -155,13 +157,11 @@ def test_only_changed_rows_are_upserted_among_many():
     assert changed(p, U) == {"user_2": ["first_name", "raw_digest"], "user_4": ["banned", "raw_digest"]}
 
 
-@pytest.mark.parametrize("entity", model.ENTITIES)
+@pytest.mark.parametrize("entity", [e.name for e in catalog.ENTITIES if e.has_private_metadata or e.embedded_private])
 def test_turning_private_metadata_off_updates_the_mirror(entity):
-    obj = fx.load({U: "user", O: "organization", M: "organization_membership"}[entity])
+    obj = fx.example(entity)
     clerk = fx.clerk_snapshot(**{_arg(entity): [obj]})
-    clerk = model.Snapshot(
-        *(fx.frame(e, [obj] if e == entity else [], include_private_metadata=False) for e in model.ENTITIES)
-    )
+    clerk = model.Snapshot(**{entity: fx.frame(entity, [obj], include_private_metadata=False)})
     mirror = fx.mirror_snapshot(**{_arg(entity): [obj]})
     expected = ["raw_digest"] if entity == M else ["private_metadata", "raw_digest"]
     assert changed(plan(clerk, mirror), entity) == {obj["id"]: expected}
@@ -207,7 +207,7 @@ def test_orphan_delete(entity):
 def test_live_rows_before_is_passed_through():
     clerk, mirror = snapshots(U, [], [fx.user("user_1")])
     p = plan_sync(clerk, mirror, live_rows_before={U: 1000, O: 5, M: 7})
-    assert {e: p.entity(e).live_rows_before for e in model.ENTITIES} == {U: 1000, O: 5, M: 7}
+    assert {e: p.entity(e).live_rows_before for e in (U, O, M)} == {U: 1000, O: 5, M: 7}
 
 
 def _world():
@@ -284,7 +284,7 @@ def test_clerk_rows_repeated_by_id_keep_the_latest():
     old = fx.user("user_1", "a@x", first_name="Old", updated_at=1)
     new = fx.user("user_1", "a@x", first_name="New", updated_at=2)
     users = pd.concat([fx.frame(U, [new]), fx.frame(U, [old])], ignore_index=True)
-    clerk = model.Snapshot(users, fx.frame(O, []), fx.frame(M, []))
+    clerk = model.Snapshot(users=users)
     p = plan(clerk, fx.mirror_snapshot())
     assert kinds(p, U) == {"user_1": INSERT}
     assert p.entity(U).upserts.loc[0, "first_name"] == "New"
@@ -339,7 +339,7 @@ def test_mirror_rows_repeated_by_id_are_reported_and_the_live_one_used():
     obj = fx.user("user_1", "a@x")
     live = fx.mirror_frame(U, [obj])
     gone = fx.mirror_frame(U, [obj], deleted={"user_1": 1})
-    mirror = model.Snapshot(pd.concat([gone, live], ignore_index=True), fx.mirror_frame(O, []), fx.mirror_frame(M, []))
+    mirror = model.Snapshot(**{**fx.mirror_snapshot().frames, "users": pd.concat([gone, live], ignore_index=True)})
     p = plan(fx.clerk_snapshot([obj]), mirror)
     assert p.is_noop
     assert dups(p, U) == [("user_1", "user_1", "user_1", "mirror")]
@@ -353,14 +353,14 @@ def test_mirror_frames_with_extra_columns_and_object_dtypes():
     mirror = fx.mirror_snapshot([obj])
     users = mirror.users.astype(object)
     users["synced_at"] = 123
-    mirror = model.Snapshot(users, mirror.organizations, mirror.organization_memberships)
+    mirror = model.Snapshot(**{**mirror.frames, "users": users})
     assert plan(fx.clerk_snapshot([obj]), mirror).is_noop
 
 
 def test_the_fixtures_against_an_empty_mirror_and_back():
     clerk = fx.clerk_snapshot(fx.list_users(), fx.list_organizations(), fx.list_memberships())
     p = plan(clerk, fx.mirror_snapshot())
-    assert p.counts() == {
+    assert {e: p.counts()[e] for e in (U, O, M)} == {
         U: {INSERT: 2, UPDATE: 0, RESTORE: 0, DELETE: 0},
         O: {INSERT: 1, UPDATE: 0, RESTORE: 0, DELETE: 0},
         M: {INSERT: 1, UPDATE: 0, RESTORE: 0, DELETE: 0},
@@ -381,3 +381,19 @@ def test_plan_sync_leaves_its_inputs_alone():
     assert not p.is_noop
     for (n, e), frame in before.items():
         pd.testing.assert_frame_equal(snapshots_[n].frame(e), frame)
+
+
+def test_a_deleted_organization_takes_its_invitations_and_domains_along():
+    org = fx.organization("org_1")
+    invitation, domain = fx.invitation("orginv_1", "org_1"), fx.domain("orgdmn_1", "org_1")
+    kept = fx.domain("orgdmn_2", "org_2")
+    mirror = fx.mirror_snapshot(
+        organizations=[org, fx.organization("org_2")],
+        organization_invitations=[invitation],
+        organization_domains=[domain, kept],
+    )
+    clerk = fx.clerk_snapshot(organizations=[fx.organization("org_2")], organization_domains=[kept])
+    p = plan(clerk, mirror)
+    assert deletes(p, O) == {"org_1": "orphan"}
+    assert deletes(p, "organization_invitations") == {"orginv_1": "cascade:organization org_1"}
+    assert deletes(p, "organization_domains") == {"orgdmn_1": "cascade:organization org_1"}

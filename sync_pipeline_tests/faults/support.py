@@ -11,10 +11,12 @@ from dagster import DagsterInstance, ExecuteInProcessResult
 from sync_pipeline.definitions import build_definitions
 from sync_pipeline.defs.resources import MirrorDatabase
 from sync_pipeline.emulator import EmulatorServer
+from sync_pipeline.entities import catalog
 from sync_pipeline.model import ENTITIES, MEMBERSHIPS, ORGANIZATIONS, USERS
 from sync_pipeline_tests.faults.report import FaultReport
 from sync_pipeline_tests.harness import SyncHarness, as_json
 from sync_pipeline.defs.run_config import sync_run_config
+from sync_pipeline_tests.harness import clerk_objects as harness_clerk_objects
 
 # Small pages, so that a fault "on a random page" has pages to choose from (200 users: 4 pages).
 PAGED = {"page_size": 50}
@@ -59,13 +61,13 @@ def failure(result: ExecuteInProcessResult) -> str:
 
 
 def clerk_objects(emulator: EmulatorServer) -> dict[str, dict[str, dict]]:
-    """Everything Clerk holds now, by entity and id, as Clerk serves it."""
-    store = emulator.store
-    return {
-        USERS: {u["id"]: u for u in store.iter_users()},
-        ORGANIZATIONS: {o["id"]: o for o in store.iter_organizations()},
-        MEMBERSHIPS: {m["id"]: m for m in store.iter_memberships()},
-    }
+    """Everything Clerk holds now, by entity and id, as Clerk serves it (less what a
+    description leaves out of ``raw``)."""
+    by_entity = {}
+    for entity, objects in harness_clerk_objects(emulator).items():
+        left_out = catalog.describe(entity).raw_leaves_out
+        by_entity[entity] = {o["id"]: {k: v for k, v in o.items() if k not in left_out} for o in objects}
+    return by_entity
 
 
 @dataclass

@@ -3,6 +3,8 @@
 import pytest
 import sqlalchemy as sa
 
+from sync_pipeline.entities import catalog
+
 from sync_pipeline.errors import ConfigurationError
 from sync_pipeline.mirror.database import create_mirror_engine, upgrade_schema, validate_schema_name
 
@@ -31,7 +33,10 @@ def test_upgrade_creates_the_contract_tables_and_is_idempotent(engine: sa.Engine
     )
     with engine.connect() as connection:
         version = connection.execute(sa.text(f'SELECT version_num FROM "{schema}".alembic_version')).scalar_one()
-    assert version == "0004_webhook_event_problems"
+    assert version == "0005_more_mirrored_lists"
+    # Every described entity has its table, with exactly the description's columns and the bookkeeping.
+    for entity in catalog.ENTITIES:
+        assert _columns(engine, schema, entity.name) == {*entity.column_names, "synced_at", "deleted_at"}, entity.name
 
 
 def test_one_live_membership_per_pair_is_enforced(engine: sa.Engine, schema: str) -> None:
@@ -60,3 +65,13 @@ def test_schema_names_that_are_not_plain_identifiers_are_refused(name: str) -> N
 def test_bad_database_urls_get_one_line_naming_the_variable(url: str, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         create_mirror_engine(url)
+
+
+def test_the_inbox_accepts_every_entity_the_descriptions_name(engine: sa.Engine, schema: str) -> None:
+    from sync_pipeline.webhooks import inbox
+
+    upgrade_schema(engine, schema)
+    for n, entity in enumerate(catalog.ENTITIES):
+        payload = {"type": entity.event_types[0], "data": {"id": f"{entity.id_prefix}{n}"}}
+        stored = inbox.store_delivery(engine, schema, svix_id=f"msg_{n}", svix_timestamp=None, payload=payload)
+        assert stored.first_delivery, entity.name

@@ -10,7 +10,8 @@ from sync_pipeline.mirror import snapshot as mirror_snapshot
 from sync_pipeline.defs.resources import MirrorDatabase
 from sync_pipeline.emulator import EmulatorServer, FaultKind
 from sync_pipeline.model import MEMBERSHIPS, ORGANIZATIONS, USERS
-from sync_pipeline_tests.harness import SyncHarness, as_json, check_result, clerk_ids, written_rows
+from sync_pipeline.entities import catalog
+from sync_pipeline_tests.harness import SyncHarness, as_json, check_result, clerk_ids, clerk_objects, written_rows
 
 
 def memberships_of_user(emulator: EmulatorServer, user_id: str) -> list[dict]:
@@ -33,6 +34,15 @@ def assert_mirror_equals_clerk(harness: SyncHarness) -> None:
     raws = harness.query("SELECT id, raw FROM {schema}.users WHERE deleted_at IS NULL")
     for user_id, raw in raws.itertuples(index=False):
         assert as_json(raw) == harness.emulator.store.get_user(user_id)
+    # The lists mirrored through their descriptions alone: raw is Clerk's object, but what
+    # the description leaves out of it.
+    for entity, objects in clerk_objects(harness.emulator).items():
+        left_out = catalog.describe(entity).raw_leaves_out
+        if entity in ("users", "organizations", "organization_memberships"):
+            continue
+        raws = dict(harness.query(f"SELECT id, raw FROM {{schema}}.{entity} WHERE deleted_at IS NULL").itertuples(index=False))
+        for obj in objects:
+            assert as_json(raws[obj["id"]]) == {k: v for k, v in obj.items() if k not in left_out}, (entity, obj["id"])
 
 
 def test_first_sync_mirrors_every_user_organization_and_membership(harness: SyncHarness) -> None:
@@ -317,3 +327,51 @@ def test_the_read_back_check_fails_when_a_written_row_is_not_what_clerk_holds(
     assert not check_result(result, "matches_clerk", USERS)
     assert check_result(result, "matches_clerk", ORGANIZATIONS)
     assert harness.row(USERS, users[3])["first_name"] == "Tampered"
+
+
+def test_a_deleted_organization_takes_its_invitations_and_domains_along(harness: SyncHarness) -> None:
+    store = harness.emulator.store
+    assert harness.run().success
+    owners = {i["organization_id"] for i in store.iter_invitations()} & {d["organization_id"] for d in store.iter_domains()}
+    assert owners, "the emulator's data should give some organization both invitations and domains"
+    org_id = sorted(owners)[0]
+    invitations = {i["id"] for i in store.iter_invitations() if i["organization_id"] == org_id}
+    domains = {d["id"] for d in store.iter_domains() if d["organization_id"] == org_id}
+    store.delete_organization(org_id)
+
+    result = harness.run(allow_mass_delete=True)
+
+    assert result.success
+    assert not invitations & harness.live_ids("organization_invitations")
+    assert not domains & harness.live_ids("organization_domains")
+    deletes = harness.changes_of_last_run().query("change_kind == 'delete'")
+    reasons = dict(zip(deletes["entity_id"], deletes["reason"]))
+    assert {reasons[i] for i in invitations | domains} == {f"cascade:organization {org_id}"}
+    assert_mirror_equals_clerk(harness)
+
+
+def test_invitations_accepted_or_revoked_and_domains_removed_are_followed_by_the_next_sync(harness: SyncHarness) -> None:
+    store = harness.emulator.store
+    organization_id = next(iter(store.iter_organizations()))["id"]
+    for n in range(2):
+        store.create_invitation(organization_id, f"invitee-{n}@example.com")
+    assert harness.run().success
+    pending = [i for i in store.iter_invitations() if i["status"] == "pending"]
+    assert len(pending) >= 2
+    store.accept_invitation(pending[0]["id"])
+    store.revoke_invitation(pending[1]["id"])
+    domain = next(iter(store.iter_domains()))
+    store.delete_domain(domain["id"])
+
+    # The emulator's instance holds a handful of domains: one is over the guard's share.
+    result = harness.run(allow_mass_delete=True)
+
+    assert result.success
+    assert harness.row("organization_invitations", pending[0]["id"])["status"] == "accepted"
+    assert harness.row("organization_invitations", pending[1]["id"])["status"] == "revoked"
+    assert harness.row("organization_domains", domain["id"])["deleted_at"] is not None
+    changes = harness.changes_of_last_run()
+    assert ("organization_domains", domain["id"], "delete") in set(
+        changes[["entity", "entity_id", "change_kind"]].itertuples(index=False, name=None)
+    )
+    assert_mirror_equals_clerk(harness)

@@ -15,6 +15,7 @@ from sync_pipeline.webhooks.inbox import (
     INVALID,
     EventFacts,
     affected_ids,
+    affected_scope,
     classify,
     events_by_ids,
     events_received_between,
@@ -81,11 +82,31 @@ def test_a_membership_without_its_user_falls_back_to_the_organization() -> None:
 
 
 def test_relevant_event_types() -> None:
+    # A domain's organization re-reads it (its list is complete); roles and permissions are
+    # re-read by id, with the memberships they change; invitations wait for the full sync
+    # (the organization's list leaves some out).
     assert RELEVANT_EVENT_TYPES == {
         f"{prefix}.{action}"
-        for prefix in ("user", "organization", "organizationMembership")
+        for prefix in ("user", "organization", "organizationMembership", "organizationDomain", "role", "permission")
         for action in ("created", "updated", "deleted")
     }
+
+
+def test_role_and_permission_events_name_themselves() -> None:
+    role = classify({"type": "role.updated", "data": {"object": "role", "id": "role_1", "key": "org:member"}})
+    gone = classify({"type": "permission.deleted", "data": {"object": "permission", "id": "perm_1", "deleted": True}})
+    assert (role.status, role.entity, role.object_id) == ("pending", "role", "role_1")
+    assert (gone.status, gone.entity, gone.object_id) == ("pending", "permission", "perm_1")
+    assert affected_scope([role, gone]) == {
+        "user_ids": [], "organization_ids": [], "role_ids": ["role_1"], "permission_ids": ["perm_1"]
+    }
+    assert affected_ids([role, gone]) == ([], [])
+    no_id = classify({"type": "role.deleted", "data": {"object": "role", "deleted": True}})
+    assert (no_id.status, no_id.problem) == ("invalid", "no role id")
+    bad = classify({"type": "role.updated", "data": {"id": "../admin"}})
+    assert bad.status == "invalid" and bad.object_id is None
+    invitation = classify({"type": "organizationInvitation.accepted", "data": {"id": "orginv_1", "organization_id": "org_1"}})
+    assert invitation.status == "ignored"
 
 
 @pytest.mark.parametrize(
@@ -107,7 +128,7 @@ def test_a_followed_type_without_the_id_it_needs_is_invalid(payload: dict) -> No
     assert affected_ids([facts]) == ([], [])
 
 
-@pytest.mark.parametrize("event_type", ["session.created", "email.created", "organizationInvitation.accepted", "role.created", "user.Updated"])
+@pytest.mark.parametrize("event_type", ["session.created", "email.created", "organizationInvitation.accepted", "user.Updated"])
 def test_other_types_are_ignored(event_type: str) -> None:
     facts = classify({"type": event_type, "data": {"id": "x_1", "user_id": USER}})
     assert (facts.entity, facts.user_id, facts.organization_id, facts.status) == (None, None, None, "ignored")
