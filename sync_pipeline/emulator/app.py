@@ -738,7 +738,8 @@ class ClerkEmulatorApp:
         organization_id = request.path_params["organization_id"]
         try:
             texts, total = self.store.list_organization_memberships(
-                organization_id, limit=limit, offset=offset, order_by=_order_by(request, None)
+                organization_id, limit=limit, offset=offset, order_by=_order_by(request, None),
+                roles=_values(request, "role"), user_ids=_values(request, "user_id"),
             )
         except ObjectNotFound:
             return self._gone_parent("organization_id", organization_id)

@@ -135,11 +135,25 @@ class MembershipStore(StoreState):
             return self._memberships_json(page), total
 
     def list_organization_memberships(
-        self, id_or_slug: str, *, limit: int, offset: int, order_by: str | None = None
+        self,
+        id_or_slug: str,
+        *,
+        limit: int,
+        offset: int,
+        order_by: str | None = None,
+        roles: Sequence[str] = (),
+        user_ids: Sequence[str] = (),
     ) -> tuple[list[str], int]:
-        """``GET /organizations/{id}/memberships``: ordered as :meth:`list_memberships`."""
+        """``GET /organizations/{id}/memberships``: ordered as :meth:`list_memberships`.
+
+        ``roles``: only members holding one of these role keys (as shown now; keys no
+        role has are ignored, as the spec says). ``user_ids``: ``id`` or ``+id`` keeps those
+        users, ``-id`` leaves them out.
+        """
         with self._lock:
             positions = self._live_memberships_of_organization(self._require_organization(id_or_slug))
+            if roles or user_ids:
+                positions = self._filtered_memberships(positions, set(roles), user_ids)
             if order_by is None:
                 writes = self._membership_writes
                 unwritten = [p for p in positions if p not in writes]
@@ -156,6 +170,18 @@ class MembershipStore(StoreState):
                 if descending:
                     positions = positions[::-1]
             return self._memberships_json(list(positions[offset : offset + limit])), len(positions)
+
+    def _filtered_memberships(self, positions: list[int], roles: set[str], user_ids: Sequence[str]) -> list[int]:
+        records = self._membership_records(positions)
+        if roles:
+            kept = [(p, r) for p, r in zip(positions, records) if self._role_shown_key_and_name(r.role)[0] in roles]
+            positions, records = [p for p, _ in kept], [r for _, r in kept]
+        included = {self._user_position(u.removeprefix("+")) for u in user_ids if not u.startswith("-")}
+        excluded = {self._user_position(u[1:]) for u in user_ids if u.startswith("-")}
+        return [
+            p for p, r in zip(positions, records)
+            if (not included or r.user_position in included) and r.user_position not in excluded
+        ]
 
     def _heap_page(self, offset: int, limit: int) -> list[int]:
         """Live memberships ``offset..offset+limit`` in heap order (unwritten, then by last write)."""

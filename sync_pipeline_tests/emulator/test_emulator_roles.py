@@ -179,3 +179,24 @@ def test_role_and_permission_changes_are_checked_as_the_spec_says(private_emulat
     reports = store.permission_with_key("org:reports:read")
     store.delete_permission(reports["id"])
     assert "org:reports:read" not in [p["key"] for p in store.get_role(accountant["id"])["permissions"]]
+
+
+def test_an_organizations_members_filtered_by_role_and_user(emulator: EmulatorServer, client: httpx.Client) -> None:
+    organization = max(emulator.store.iter_organizations(), key=lambda o: o["members_count"])["id"]
+    members = fetch_all(client, f"/organizations/{organization}/memberships", limit=500)
+    held = {m["role"] for m in members}
+    assert len(held) > 1
+    for role in held:
+        only = fetch_all(client, f"/organizations/{organization}/memberships", limit=500, role=role)
+        assert only == [m for m in members if m["role"] == role]
+    two = sorted(held)[:2]
+    both = client.get(
+        f"/organizations/{organization}/memberships", params=[("role", two[0]), ("role", two[1]), ("limit", 500)]
+    ).json()
+    assert both["data"] == [m for m in members if m["role"] in two] and both["total_count"] == len(both["data"])
+    assert fetch_all(client, f"/organizations/{organization}/memberships", limit=500, role="org:nobody") == []
+    first_user = members[0]["public_user_data"]["user_id"]
+    assert fetch_all(client, f"/organizations/{organization}/memberships", limit=500, user_id=first_user) == members[:1]
+    assert fetch_all(
+        client, f"/organizations/{organization}/memberships", limit=500, user_id=f"-{first_user}"
+    ) == members[1:]
