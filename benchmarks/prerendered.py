@@ -178,7 +178,9 @@ def _serve(conn: Connection, options: dict[str, Any]) -> None:  # runs in the ch
     generated = store._generated  # the generated users' ids by position (read only)
     user_ids = [generated.user_id(i) for i in range(0, store.user_count, max(1, store.user_count // options["sample_users"]))]
     conn.send({"base_url": f"http://127.0.0.1:{port}/v1", "user_ids": user_ids[: options["sample_users"]], "counts": {
-        "users": store.user_count, "organizations": store.organization_count, "organization_memberships": store.membership_count}})
+        "users": store.user_count, "organizations": store.organization_count, "organization_memberships": store.membership_count,
+        "organization_permissions": len(store.iter_permissions()), "organization_roles": len(store.iter_roles()),
+        "organization_invitations": store.invitation_count, "organization_domains": store.domain_count}})
     try:
         while True:
             command, args = conn.recv()

@@ -115,7 +115,9 @@ def test_ids_not_in_clerk_are_in_the_clerk_snapshot_metadata(
     assert main(["sync", "--user-id", "user_missing1"]) == 0
     with DagsterInstance.get() as instance:
         event = instance.get_latest_materialization_event(AssetKey("clerk_snapshot"))
-    assert event.asset_materialization.metadata["not_in_clerk"].value == {"user": ["user_missing1"], "organization": []}
+    assert event.asset_materialization.metadata["not_in_clerk"].value == {
+        "user": ["user_missing1"], "organization": [], "role": [], "permission": []
+    }
 
 
 def test_an_unreachable_database_is_one_line(environment: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
