@@ -40,6 +40,7 @@ from dagster import (
 from sync_pipeline.app_tables.rules import plan_app_tables
 from sync_pipeline.app_tables.snapshot import AppTablesSnapshot, read_app_tables
 from sync_pipeline.clerk.client import ClerkClient
+from sync_pipeline.collector import fewer_collections
 from sync_pipeline.frames import select_rows
 from sync_pipeline.clerk.snapshot import read_clerk
 from sync_pipeline.defs.metadata import counts_table, plan_metadata, read_report_table, sample_table
@@ -184,7 +185,7 @@ def clerk_snapshot(
 ) -> Output[Snapshot]:
     started = time.perf_counter()
     scope = sync_scope.scope
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mirror-live-keys") as pool:
+    with fewer_collections(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="mirror-live-keys") as pool:
         # The mirror's live ids, which a full scan's absences are checked against, are read
         # while Clerk is paged: the database works while the client waits on the network.
         live_keys = pool.submit(read_live_keys, mirror_db.engine, mirror_db.db_schema) if scope.is_full else None
@@ -244,7 +245,8 @@ def last_full_read(context: AssetExecutionContext) -> dict:
 )
 def mirror_snapshot(sync_scope: RunScope, mirror_db: MirrorDatabase) -> Output[DatabaseSnapshot]:
     started = time.perf_counter()
-    state = read_mirror(mirror_db.engine, mirror_db.db_schema, sync_scope.scope)
+    with fewer_collections():
+        state = read_mirror(mirror_db.engine, mirror_db.db_schema, sync_scope.scope)
     app_tables = read_app_tables(mirror_db.engine, mirror_db.app_tables(), sync_scope.scope)
     return Output(
         DatabaseSnapshot(mirror=state, app_tables=app_tables),
