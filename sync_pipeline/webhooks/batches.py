@@ -123,9 +123,9 @@ def next_batch(
     size = len(state.last)
     last_failed = bool(state.last) and all(i in by_id for i in state.last)
     failed_in_row = state.failed_in_row + 1 if last_failed else 0
-    if last_failed and now < state.launched_at + split_pause(failed_in_row):
+    wait_until = state.launched_at + split_pause(failed_in_row) if last_failed else now
+    if now < wait_until:
         # The state is kept as it is: the next tick judges the same failure and waits the same.
-        wait_until = state.launched_at + split_pause(failed_in_row)
         return Decision(
             [], state, f"{failed_in_row} runs in a row failed; the next launch in {wait_until - now:.0f}s", wait_until
         )

@@ -135,31 +135,24 @@ def organizations_holding_roles(
             {"roles": sorted(set(role_ids)), "permissions": sorted(set(permission_ids))},
         ).all()
         keys = sorted({key for _, key in roles if key})
+        # Each organization with a live member of those roles, and all its live members (what re-reading it costs).
         organizations = connection.execute(
             sa.text(
                 f"""
-                SELECT m.organization_id, count(*) AS members
-                FROM "{schema}".organization_memberships m
-                WHERE m.deleted_at IS NULL AND m.organization_id IS NOT NULL AND m.role = ANY(CAST(:keys AS text[]))
-                GROUP BY m.organization_id ORDER BY m.organization_id
+                SELECT organization_id, count(*) AS members FROM "{schema}".organization_memberships
+                WHERE deleted_at IS NULL AND organization_id IN (
+                    SELECT organization_id FROM "{schema}".organization_memberships
+                    WHERE deleted_at IS NULL AND role = ANY(CAST(:keys AS text[])))
+                GROUP BY organization_id ORDER BY organization_id
                 """
             ),
             {"keys": keys},
         ).all()
-        members = dict(
-            connection.execute(
-                sa.text(
-                    f"""SELECT organization_id, count(*) FROM "{schema}".organization_memberships
-                    WHERE deleted_at IS NULL AND organization_id = ANY(CAST(:ids AS text[])) GROUP BY organization_id"""
-                ),
-                {"ids": [o for o, _ in organizations]},
-            ).all()
-        )
-    kept = [o for o, _ in organizations][:max_organizations]
-    requests = sum(2 + max(1, -(-members.get(o, 0) // page_size)) for o in kept)
+    kept = organizations[:max_organizations]
+    requests = sum(2 + max(1, -(-members // page_size)) for _, members in kept)
     return RoleFanOut(
         role_ids=tuple(sorted({*role_ids, *(role_id for role_id, _ in roles)})),
-        organization_ids=tuple(kept),
+        organization_ids=tuple(organization for organization, _ in kept),
         requests=requests,
         deferred_organizations=len(organizations) - len(kept),
     )
