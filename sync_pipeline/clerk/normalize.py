@@ -35,7 +35,7 @@ import pyarrow as pa
 
 from sync_pipeline import model
 from sync_pipeline.entities import catalog, readers
-from sync_pipeline.entities.description import PRIVATE_METADATA, Column, Entity
+from sync_pipeline.entities.description import PRIVATE_METADATA, Column, Entity, value_at
 from sync_pipeline.frames import (  # noqa: F401  (re-exported: the builder's readers use them)
     SPILL_AFTER_BYTES,
     SPILL_DIR_VARIABLE,
@@ -147,15 +147,8 @@ def _reader(column: Column) -> Callable[[dict], Any]:
     if len(column.path) == 1:
         (key,) = column.path
         return lambda obj: convert(obj.get(key))
-    first, *rest = column.path
-
-    def nested(obj: dict) -> Any:
-        value = obj.get(first)
-        for key in rest:
-            value = value.get(key) if isinstance(value, dict) else None
-        return convert(value)
-
-    return nested
+    path = column.path
+    return lambda obj: convert(value_at(obj, path))
 
 
 def _row_builder(entity: Entity) -> Callable[[dict, bool], tuple]:

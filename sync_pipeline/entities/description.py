@@ -49,6 +49,14 @@ class Column:
         return not self.path and self.read is None
 
 
+def value_at(obj: Any, path: tuple[str, ...]) -> Any:
+    """The value at ``path`` in a Clerk object: null where a key is missing or a step is not an object."""
+    value = obj
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
 def col(name: str, kind: str, path: str | None = None, *, read: Reader | None = None) -> Column:
     """A column read from ``path`` (dotted, default: the column's own name) or by ``read``."""
     if read is not None:

@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from sync_pipeline.clerk.ids import id_problem
 from sync_pipeline.entities import catalog
-from sync_pipeline.entities.description import Entity
+from sync_pipeline.entities.description import Entity, value_at
 from sync_pipeline.mirror.database import validate_schema_name
 
 # The ``entity`` column holds each description's singular name.
@@ -69,12 +69,6 @@ def _parent_id_columns(entity: Entity) -> list[tuple[str, tuple[str, ...], bool]
             found.append((column, path, parent.counts_children))
     return found
 
-
-def _at(data: dict, path: tuple[str, ...]) -> Any:
-    value: Any = data
-    for key in path:
-        value = value.get(key) if isinstance(value, dict) else None
-    return value
 
 # Documented in milliseconds, but some payloads carry seconds: 10^11 ms is 1973, 10^11 s is year 5138.
 _SECONDS_BELOW = 10**11
@@ -222,7 +216,7 @@ def classify(payload: dict) -> EventFacts:
     elif data is not None:
         problems.clear()  # a child's own id never reaches a URL; the parent ids it names do
         for column, path, _ in _parent_id_columns(described):
-            ids[column] = _checked_id(_at(data, path), column.replace("_", " "), problems)
+            ids[column] = _checked_id(value_at(data, path), column.replace("_", " "), problems)
     if problems:
         return EventFacts(event_type, entity, None, None, None, INVALID, timestamp, "; ".join(problems))
     if not (ids["user_id"] or ids["organization_id"]):
