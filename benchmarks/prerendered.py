@@ -32,7 +32,10 @@ import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the served child imports this module: it stays free of the client's imports
+    from benchmarks.floors import DownloadFloor
 
 BENCH_SECRET_KEY = "sk_live_benchmark"  # an sk_live_ key: Clerk's production limit
 DEFAULT_LATENCY_MS = 20.0
@@ -297,20 +300,14 @@ class PrerenderedClerk:
             self._process.join(timeout=5)
 
 
-@dataclass
-class DownloadFloor:
-    seconds: float
-    requests: int
-    bytes: int
-    statuses: dict[int, int]
-
-
 def bare_download(clerk: PrerenderedClerk, keys: list[str], concurrency: int) -> DownloadFloor:
     """Every recorded page once, ``concurrency`` at a time, with httpx, bodies read and dropped.
 
     The rate limit is lifted for it (the latency stays): what transport and serving cost.
     """
     import httpx
+
+    from benchmarks.floors import DownloadFloor
 
     origin = clerk.base_url.rsplit("/v1", 1)[0]
     statuses: dict[int, int] = {}
