@@ -167,6 +167,12 @@ class AccessStore(StoreState):
         self._emit(event_type, copy.deepcopy(shown), now)
         return shown
 
+    def _role_updated(self, role: RoleRecord) -> dict[str, Any]:
+        """A changed role stamped now, announced by ``role.updated``."""
+        now = self._tick()
+        role.updated_at = now
+        return self._role_changed(role, "role.updated", now)
+
     def create_role(
         self,
         name: str,
@@ -212,9 +218,7 @@ class AccessStore(StoreState):
                 role.description = description
             if permission_ids is not None:
                 role.permission_ids = permission_ids
-            now = self._tick()
-            role.updated_at = now
-            return self._role_changed(role, "role.updated", now)
+            return self._role_updated(role)
 
     def assign_permission(self, role_id: str, permission_id: str) -> dict[str, Any]:
         """Grant a role a permission: ``role.updated`` (409 if it has it already, as Clerk's spec says)."""
@@ -224,9 +228,7 @@ class AccessStore(StoreState):
             if permission.id in role.permission_ids:
                 raise ChangeRefused(409, "duplicate_record", f"role {role.key} already has {permission.key}")
             role.permission_ids.append(permission.id)
-            now = self._tick()
-            role.updated_at = now
-            return self._role_changed(role, "role.updated", now)
+            return self._role_updated(role)
 
     def remove_permission(self, role_id: str, permission_id: str) -> dict[str, Any]:
         """Take a permission from a role: ``role.updated`` (422 if it does not have it)."""
@@ -236,9 +238,7 @@ class AccessStore(StoreState):
             if permission.id not in role.permission_ids:
                 raise InvalidParameter("permission_id", f"role {role.key} does not have {permission.key}")
             role.permission_ids.remove(permission.id)
-            now = self._tick()
-            role.updated_at = now
-            return self._role_changed(role, "role.updated", now)
+            return self._role_updated(role)
 
     def delete_role(self, role_id: str) -> dict[str, Any]:
         """Delete a role: ``role.deleted`` (a DeletedObject).
