@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -17,12 +21,17 @@ from sync_pipeline_tests.harness import SyncHarness
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+def database_url() -> str:
     """TEST_DATABASE_URL when set (e.g. the CI machine's server), else a private embedded server."""
     url = os.environ.get("TEST_DATABASE_URL")
     if url:
         return url
-    return start_embedded_postgres(tmp_path_factory.mktemp("pg") / "data", stop_at_exit=True)
+    # Not under pytest's basetemp: pytest deletes all but the newest three of those, so three
+    # later pytest sessions of the same user (another checkout's tests) would delete this
+    # server's data under it, and every later test would meet "connection refused".
+    directory = Path(tempfile.mkdtemp(prefix="sync-pipeline-test-pg-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)  # registered first: runs after the server stops
+    return start_embedded_postgres(directory / "data", stop_at_exit=True)
 
 
 @pytest.fixture(scope="session")
