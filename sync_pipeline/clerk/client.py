@@ -187,18 +187,23 @@ class ClerkClient(dg.ConfigurableResource):
         """Every user created before the scan began (``GET /users``, oldest first per window).
 
         Walked by ``starting_after`` in disjoint ``created_at`` windows side by side, never by
-        offset. ``total_count`` (what :meth:`fetch_user_count` just said) spares the count
+        offset. ``total_count`` (what :meth:`fetch_list_sizes` just said) spares the count
         that sizes the windows.
         """
         return self._execute("fetch_users", on_page, lambda call: paging.users_by_cursor(call, known_total=total_count))
 
-    def fetch_user_count(self) -> FetchResult:
-        """How many users the instance holds (``GET /users/count``, one request), as ``.stats.total_count``."""
+    def fetch_list_sizes(self, entities: Iterable[str]) -> tuple[dict[str, int | None], FetchResult]:
+        """How many rows each of these lists holds (users: ``GET /users/count``; the others: the
+        ``total_count`` of a one-row first page; ``None`` where a list announces none), one
+        request each, concurrently."""
+        descriptions = [catalog.describe(entity) for entity in entities]
+        sizes: dict[str, int | None] = {}
 
-        async def count(call: Call) -> None:
-            call.stats.total_count = await call.get(Request(USERS_COUNT_ENDPOINT, paging.USERS_COUNT_PATH, (), count_of))
+        async def ask(call: Call) -> None:
+            sizes.update(await paging.list_sizes(call, descriptions))
 
-        return self._execute("fetch_user_count", None, count)
+        result = self._execute("fetch_list_sizes", None, ask)
+        return sizes, result
 
     def fetch_organizations(self, on_page: OnPage | None = None) -> FetchResult:
         """Every organization (``GET /organizations?include_members_count=true``, oldest first)."""

@@ -313,6 +313,30 @@ async def memberships(call: Call, members_count: Mapping[str, int] | None) -> No
     progress.current().list_finished(catalog.MEMBERSHIPS.name)
 
 
+# ---- sizes ---------------------------------------------------------------------------------
+
+
+async def list_sizes(call: Call, entities: list[Entity]) -> dict[str, int | None]:
+    """How many rows each list holds before it is read, all asked at once: the users'
+    ``/users/count``, and every offset list's ``total_count`` from a one-row first page
+    (``None`` where a list announces none).
+
+    A full scan split over two processes divides the rate by these, so that both end together.
+    """
+    sizes: dict[str, int | None] = {}
+
+    async def size_of(entity: Entity) -> None:
+        endpoints = entity.endpoints
+        if entity.name == catalog.USERS.name:
+            sizes[entity.name] = await call.get(Request(USERS_COUNT_ENDPOINT, USERS_COUNT_PATH, (), count_of))
+            return
+        query = [*endpoints.list_params.items(), ("limit", "1"), ("offset", "0")]
+        sizes[entity.name] = total_of(await call.get(Request(endpoints.list_label, endpoints.list_path, query, list_body)))
+
+    await call.for_each(entities, size_of)
+    return sizes
+
+
 # ---- by id --------------------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""A large instance's full scan reads the memberships in a second process, at half the rate each.
+"""A large instance's full scan reads the memberships in a second process, the rate divided by the pages each reads.
 
 The threshold is lowered here so a small emulator takes that path; what the two processes
 read together must be exactly what one process reads alone.
@@ -44,8 +44,21 @@ def test_two_processes_read_what_one_reads(emulator: EmulatorServer, monkeypatch
     for entity in ENTITIES:
         pd.testing.assert_frame_equal(together.frame(entity), alone.frame(entity))
     assert report.fetch_stats["organization_memberships"]["rows"] == len(together.frame(MEMBERSHIPS))
-    assert report.fetch_stats["users_count"]["requests"] == 1
+    sizes = report.fetch_stats["list_sizes"]
+    assert sizes["requests"] == len(ENTITIES)  # one size per list, the users' count among them
+    assert "GET /users/count" in sizes["endpoints"]
     assert "/users/count" not in str(report.fetch_stats["users"])  # the scan started from the count it was given
+
+
+def test_the_rate_is_divided_by_the_pages_each_process_reads() -> None:
+    # 100,000 users, 10,000 organizations, 100,441 memberships and 70 pages of short lists, 500 a page.
+    sizes = {"users": 100_000, "organizations": 10_000, "organization_memberships": 100_441, "organization_roles": 35_000}
+    here, there = clerk_snapshot.split_rate(950, sizes, 500)
+    assert (here, there) == (561, 389)  # 290 pages here, 201 there: both end after about 5.2 s
+    assert here + there == 950
+    # A list that announced no size counts as one page; the memberships' process always gets some rate.
+    assert clerk_snapshot.split_rate(950, {"users": 100_000, "organization_memberships": None}, 500) == (945, 5)
+    assert clerk_snapshot.split_rate(2, {"users": 10, "organization_memberships": 10**6}, 500) == (1, 1)
 
 
 def test_a_membership_scan_that_fails_in_the_other_process_fails_the_read(
