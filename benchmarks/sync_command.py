@@ -214,8 +214,7 @@ def run_sync_process(case: str, env: dict[str, str], pin_ms: int, clerk: Any, *,
         command.append("--dry-run")
     command += ["--gc", gc_mode]
     if profile_to is not None:
-        py_spy = Path(sys.executable).with_name("py-spy")
-        command = [str(py_spy), "record", "--nonblocking", "--gil", "-r", str(PROFILE_HZ), "-f", "raw", "-o", str(profile_to), "--subprocesses", "--", *command]
+        command = [str(_py_spy()), "record", "--nonblocking", "--gil", "-r", str(PROFILE_HZ), "-f", "raw", "-o", str(profile_to), "--subprocesses", "--", *command]
     clerk.reset_stats()
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=REPOSITORY, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -238,6 +237,10 @@ def run_sync_process(case: str, env: dict[str, str], pin_ms: int, clerk: Any, *,
 
 
 # ------------------------------------------------------------------------------- the profile
+
+def _py_spy() -> Path:
+    return Path(sys.executable).with_name("py-spy")
+
 
 # Phases a py-spy sample is charged to: the first rule (in this order) with a frame whose
 # "function (file)" contains one of its needles. Samples matching none are "other".
@@ -327,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     from sync_pipeline.mirror.database import create_mirror_engine, safe_url
 
     args = _parse(argv)
+    if args.profile and not _py_spy().exists():
+        print(f"benchmarks: --profile needs py-spy beside this Python ({_py_spy()}): pip install -e '.[bench]'", file=sys.stderr)
+        return 2
     url = _database_url(args)
     schema = f"bench_{uuid.uuid4().hex[:10]}"
     pin_ms = int(time.time() * 1000)
