@@ -5,7 +5,7 @@
 object graph is a small pickle that refers to them. :func:`load_object` memory-maps the
 file: Arrow-backed columns (every text and JSON column of the contract frames) are read
 in place, not copied; other columns (nullable integers and booleans, numpy columns) are
-rebuilt from Arrow, and object columns (lists such as ``changed_columns``) travel inside
+rebuilt from Arrow, and object columns (lists, dicts, Python objects) travel inside
 the pickle. A loaded object equals the stored one, dtypes included.
 
 Dagster's steps hand their outputs over in it (``sync_pipeline.defs.io_managers``), and a

@@ -61,6 +61,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from sync_pipeline import model
@@ -330,15 +331,20 @@ CHANGE_RULES: tuple[ChangeRule, ...] = (
 )  # fmt: skip
 
 
-def _changed_column_lists(changed: np.ndarray, columns: list[str]) -> list[list[str]]:
-    """One list of column names per row of the bool matrix (one Python loop per distinct pattern)."""
-    if changed.shape[0] == 0:
-        return []
+# upserts' changed_columns: each row's list of the compared columns that differ (empty for inserts).
+CHANGED_COLUMNS_TYPE = pa.list_(pa.string())
+
+
+def _changed_column_lists(changed: np.ndarray, columns: list[str]) -> pd.arrays.ArrowExtensionArray:
+    """One list of column names per row of the bool matrix, as an Arrow list column: one
+    Python list per distinct pattern, taken per row in Arrow. (A Python list per row cost
+    0.4 s to build at 222,000 rows, and as much again to pickle between steps.)"""
     weights = (1 << np.arange(len(columns), dtype=np.int64))
-    codes = changed.astype(np.int64) @ weights
+    codes = changed.astype(np.int64) @ weights if changed.shape[0] else np.zeros(0, dtype=np.int64)
     patterns, inverse = np.unique(codes, return_inverse=True)
     names = [[c for j, c in enumerate(columns) if code >> j & 1] for code in patterns.tolist()]
-    return [list(names[i]) for i in inverse.tolist()]
+    lists = pa.array(names, type=CHANGED_COLUMNS_TYPE).take(pa.array(inverse.reshape(-1), type=pa.int64()))
+    return pd.arrays.ArrowExtensionArray(lists)
 
 
 def plan_entity_changes(alignment: Alignment) -> pd.DataFrame:
@@ -351,9 +357,7 @@ def plan_entity_changes(alignment: Alignment) -> pd.DataFrame:
     upserts = select_rows(alignment.clerk, code >= 0)
     kinds = np.array([rule.kind for rule in CHANGE_RULES], dtype=object)
     upserts["change_kind"] = pd.array(kinds[code[rows]], dtype="string")
-    upserts["changed_columns"] = pd.Series(
-        _changed_column_lists(alignment.changed[rows], alignment.columns), index=upserts.index, dtype=object
-    )
+    upserts["changed_columns"] = pd.Series(_changed_column_lists(alignment.changed[rows], alignment.columns), index=upserts.index)
     return upserts
 
 
