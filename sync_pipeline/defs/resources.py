@@ -47,6 +47,9 @@ class MirrorDatabase(ConfigurableResource):
     )
 
     _engine: Engine | None = PrivateAttr(default=None)
+    # Set once ensure_ready has succeeded: every step of a run (and every check) asks for it,
+    # and a no-op Alembic upgrade is a connection, an advisory lock and a script-directory scan.
+    _ready: bool = PrivateAttr(default=False)
 
     @property
     def engine(self) -> Engine:
@@ -64,9 +67,17 @@ class MirrorDatabase(ConfigurableResource):
         return load_config(path) if path else None
 
     def ensure_ready(self) -> None:
-        """Reachable, and the schema migrated to the newest revision (idempotent, cheap)."""
+        """Reachable, and the schema migrated to the newest revision: done once per resource instance.
+
+        With the in-process executor one instance serves every step of a run; with the multiprocess
+        executor each step process builds its own, so each still checks once. A failure leaves the
+        flag unset, so the next call tries again and raises the same clear error.
+        """
+        if self._ready:
+            return
         check_connection(self.engine)
         upgrade_schema(self.engine, self.db_schema)
+        self._ready = True
 
     @cached_property
     def apply_settings(self) -> ApplySettings:
