@@ -368,6 +368,29 @@ def test_the_read_back_check_fails_when_a_first_sync_loads_a_row_not_as_clerk_ho
             assert live[entity] == len(ids), entity
 
 
+def test_the_read_back_check_fails_when_a_first_sync_loads_a_row_that_then_is_missing(harness: SyncHarness) -> None:
+    """A row the direct load never stored (a trigger dropping it) is a row still to insert."""
+    MirrorDatabase(database_url=harness.database_url, db_schema=harness.schema).ensure_ready()
+    victim = sorted(clerk_ids(harness.emulator)[ORGANIZATIONS])[0]
+    schema = harness.schema
+    with harness.engine.begin() as connection:
+        connection.execute(sa.text(
+            f'CREATE FUNCTION "{schema}".drop_one() RETURNS trigger LANGUAGE plpgsql AS '
+            f"$$ BEGIN IF NEW.id = '{victim}' THEN RETURN NULL; END IF; RETURN NEW; END $$"
+        ))
+        connection.execute(sa.text(
+            f'CREATE TRIGGER drop_one BEFORE INSERT ON "{schema}".organizations '
+            f'FOR EACH ROW EXECUTE FUNCTION "{schema}".drop_one()'
+        ))
+
+    result = harness.run()
+
+    assert result.success
+    assert not check_result(result, "matches_clerk", ORGANIZATIONS)
+    assert check_result(result, "matches_clerk", USERS)
+    assert victim not in harness.live_ids(ORGANIZATIONS)
+
+
 def test_a_deleted_organization_takes_its_invitations_and_domains_along(harness: SyncHarness) -> None:
     store = harness.emulator.store
     assert harness.run().success
