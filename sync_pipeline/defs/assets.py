@@ -47,7 +47,7 @@ from sync_pipeline.defs.metadata import counts_table, plan_metadata, read_report
 from sync_pipeline.defs.resources import MirrorDatabase
 from sync_pipeline.defs.run_config import SCOPE_TAG, RunScope, SyncRunConfig
 from sync_pipeline.diff.plan import SyncPlan
-from sync_pipeline.diff.rules import plan_sync
+from sync_pipeline.diff.rules import plan_leftover, plan_sync
 from sync_pipeline.mirror.apply import ApplyResult, SyncRunRecord, apply_plan, record_sync_run
 from sync_pipeline.mirror.snapshot import MirrorState, read_live_keys, read_mirror, read_mirror_rows
 from sync_pipeline.errors import ConfigurationError
@@ -418,7 +418,8 @@ def read_back(mirror_db: MirrorDatabase, plan: SyncPlan, clerk: Snapshot) -> tup
         nul_replaced=clerk.nul_replaced,
         **{e: select_rows(clerk.frame(e), is_in(clerk.frame(e)["id"], touched[e])) for e in ENTITIES},
     )
-    return after, plan_sync(written, after.snapshot, live_rows_before=after.live_rows)
+    # Only the writes left matter here: the sync's plan already reported validation and e-mail conflicts.
+    return after, plan_leftover(written, after.snapshot, live_rows_before=after.live_rows)
 
 
 def _app_tables_results(

@@ -68,7 +68,7 @@ from sync_pipeline import model
 from sync_pipeline.entities import catalog
 from sync_pipeline.frames import dedupe_latest, drop_rows, select_rows
 from sync_pipeline.diff.plan import INSERT, RESTORE, UPDATE, EntityPlan, SyncPlan
-from sync_pipeline.diff.validation import validate
+from sync_pipeline.diff.validation import empty_problems, validate
 from sync_pipeline.text_columns import arrow_text, is_in
 
 __all__ = [
@@ -499,6 +499,40 @@ def plan_sync(clerk: model.Snapshot, mirror: model.Snapshot, *, live_rows_before
     """
     scope = clerk.scope
     notes: list[str] = []
+    theirs, ours, alignments, entities = _plan_entities(clerk, mirror, live_rows_before, notes)
+    effective = model.Snapshot(scope=scope, nul_replaced=clerk.nul_replaced, **theirs)
+    if not scope.is_full:
+        notes.append(f"{scope.describe()}: membership references not validated")
+    conflicts = email_conflicts(theirs[model.USERS], ours[model.USERS], alignments[model.USERS])
+    return SyncPlan(
+        scope=scope,
+        entities=entities,
+        email_conflicts=conflicts,
+        validation_problems=validate(effective),
+        notes=notes,
+    )
+
+
+def plan_leftover(clerk: model.Snapshot, mirror: model.Snapshot, *, live_rows_before: dict[str, int]) -> SyncPlan:
+    """What would still be written to make ``mirror`` equal ``clerk``: plan_sync's writes only.
+
+    For the read-back after an apply, which asks only whether rows still differ: the
+    validation of Clerk's references and the e-mail conflicts were reported by the plan
+    the apply carried out, and recomputing them over every written row cost as much as the
+    comparison itself. So they are left empty here.
+    """
+    _, _, _, entities = _plan_entities(clerk, mirror, live_rows_before, [])
+    return SyncPlan(
+        scope=clerk.scope,
+        entities=entities,
+        email_conflicts=email_conflicts(*(model.empty_frame(model.USERS, mirror=m) for m in (False, True)), None),
+        validation_problems=empty_problems(),
+    )
+
+
+def _plan_entities(clerk: model.Snapshot, mirror: model.Snapshot, live_rows_before: dict[str, int], notes: list[str]):
+    """Per mirror table, the writes that make the mirror equal Clerk (with the conformed and
+    de-duplicated frames and their alignments, which the rest of the plan reports on)."""
     theirs = {e: model.conform(clerk.frame(e), e) for e in model.ENTITIES}
     ours = {e: model.conform(mirror.frame(e), e, mirror=True) for e in model.ENTITIES}
 
@@ -547,16 +581,5 @@ def plan_sync(clerk: model.Snapshot, mirror: model.Snapshot, *, live_rows_before
         if len(dup):
             by_source = dup["source"].value_counts().to_dict()
             notes.append(f"{entity}: duplicates dropped " + ", ".join(f"{k}={v}" for k, v in sorted(by_source.items())))
-
-    effective = model.Snapshot(scope=scope, nul_replaced=clerk.nul_replaced, **theirs)
-    if not scope.is_full:
-        notes.append(f"{scope.describe()}: membership references not validated")
-    conflicts = email_conflicts(theirs[model.USERS], ours[model.USERS], alignments[model.USERS])
-    return SyncPlan(
-        scope=scope,
-        entities=entities,
-        email_conflicts=conflicts,
-        validation_problems=validate(effective),
-        notes=notes,
-    )
+    return theirs, ours, alignments, entities
 

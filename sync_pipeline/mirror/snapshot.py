@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import pandas as pd
@@ -199,10 +200,10 @@ def read_live_keys(engine: Engine, schema: str) -> LiveKeys:
     return LiveKeys(frames)
 
 
-def live_row_counts(connection: Connection, schema: str) -> dict[str, int]:
+def live_row_counts(connection: Connection, schema: str, entities: Iterable[str] = ENTITIES) -> dict[str, int]:
     """Live rows per mirror table (whole table, whatever the scope): the delete guard's base."""
     counts = {}
-    for entity in ENTITIES:
+    for entity in entities:
         counts[entity] = connection.execute(
             sa.text(f'SELECT count(*) FROM "{schema}".{entity} WHERE deleted_at IS NULL')
         ).scalar_one()
@@ -241,11 +242,17 @@ def read_mirror(engine: Engine, schema: str, scope: SyncScope) -> MirrorState:
 _IDS_BY_LOOKUP = 20_000
 
 
-def _rows_of(connection: Connection, schema: str, entity: str, scope: SyncScope, ids: pd.Series) -> pd.DataFrame:
+def _rows_of(
+    connection: Connection, schema: str, entity: str, scope: SyncScope, ids: pd.Series
+) -> tuple[pd.DataFrame, int | None]:
+    """The rows of these ids, and the table's live row count when the read saw the whole table."""
     if len(ids) <= _IDS_BY_LOOKUP:
-        return read_entity(connection, schema, entity, scope, ids=ids.dropna().tolist())
+        return read_entity(connection, schema, entity, scope, ids=ids.dropna().tolist()), None
     frame = read_entity(connection, schema, entity, scope)
-    return select_rows(frame, is_in(frame["id"], ids))
+    # A full scope has just read every row: count them here rather than scan the table again
+    # (after a bulk load an index-only count still visits every heap page, ~0.3 s at 100k users).
+    live = _live_rows_in({entity: frame})[entity] if scope.is_full else None
+    return select_rows(frame, is_in(frame["id"], ids)), live
 
 
 def read_mirror_rows(engine: Engine, schema: str, ids: dict[str, pd.Series], scope: SyncScope) -> MirrorState:
@@ -254,9 +261,12 @@ def read_mirror_rows(engine: Engine, schema: str, ids: dict[str, pd.Series], sco
     with engine.connect() as connection:
         connection = connection.execution_options(isolation_level="REPEATABLE READ")
         with connection.begin():
-            frames = {entity: _rows_of(connection, schema, entity, scope, ids[entity]) for entity in ENTITIES}
-            counts = live_row_counts(connection, schema)
-    return MirrorState(snapshot=Snapshot(scope=scope, **frames), live_rows=counts)
+            read = {entity: _rows_of(connection, schema, entity, scope, ids[entity]) for entity in ENTITIES}
+            uncounted = [entity for entity, (_, live) in read.items() if live is None]
+            counts = live_row_counts(connection, schema, uncounted) if uncounted else {}
+    frames = {entity: frame for entity, (frame, _) in read.items()}
+    counts.update({entity: live for entity, (_, live) in read.items() if live is not None})
+    return MirrorState(snapshot=Snapshot(scope=scope, **frames), live_rows={e: counts[e] for e in ENTITIES})
 
 
 def read_mirror_if_present(engine: Engine, schema: str, scope: SyncScope) -> MirrorState:

@@ -8,7 +8,7 @@ import pytest
 from sync_pipeline import model
 from sync_pipeline.entities import catalog
 from sync_pipeline.diff.plan import DELETE, INSERT, RESTORE, UPDATE, SyncPlan
-from sync_pipeline.diff.rules import plan_sync
+from sync_pipeline.diff.rules import plan_leftover, plan_sync
 from sync_pipeline_tests import fixtures as fx
 
 U, O, M = model.USERS, model.ORGANIZATIONS, model.MEMBERSHIPS
@@ -397,3 +397,24 @@ def test_a_deleted_organization_takes_its_invitations_and_domains_along():
     assert deletes(p, O) == {"org_1": "orphan"}
     assert deletes(p, "organization_invitations") == {"orginv_1": "cascade:organization org_1"}
     assert deletes(p, "organization_domains") == {"orgdmn_1": "cascade:organization org_1"}
+
+
+# ------------------------------------------------------------------ the read-back's leftover
+
+
+def test_the_leftover_a_read_back_plans_is_the_plan_s_writes():
+    """plan_leftover (the matches_clerk read-back) finds exactly the writes plan_sync finds:
+    an update, an insert, a delete; only the plan's reports (validation, conflicts) are left out."""
+    objs = [fx.user(f"user_{i}", f"{i}@x") for i in range(6)]
+    clerk_objs = [dict(o) for o in objs[:5]] + [fx.user("user_new", "new@x")]
+    clerk_objs[2]["first_name"] = "Changed"
+    clerk, mirror = snapshots(U, clerk_objs, objs)
+    live = {e: int(mirror.frame(e)["deleted_at"].isna().sum()) for e in model.ENTITIES}
+    full, leftover = plan_sync(clerk, mirror, live_rows_before=live), plan_leftover(clerk, mirror, live_rows_before=live)
+    assert kinds(leftover, U) == kinds(full, U) == {"user_2": UPDATE, "user_new": INSERT}
+    assert changed(leftover, U) == changed(full, U)
+    assert deletes(leftover, U) == deletes(full, U) == {"user_5": "orphan"}
+    assert leftover.counts() == full.counts()
+    assert leftover.email_conflicts.empty and leftover.validation_problems.empty
+    applied = fx.mirror_snapshot(users=clerk_objs)  # the mirror once the plan is applied
+    assert plan_leftover(clerk, applied, live_rows_before=live).is_noop

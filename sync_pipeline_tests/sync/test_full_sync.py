@@ -329,6 +329,68 @@ def test_the_read_back_check_fails_when_a_written_row_is_not_what_clerk_holds(
     assert harness.row(USERS, users[3])["first_name"] == "Tampered"
 
 
+@pytest.mark.parametrize("lookup_limit", [20_000, 0], ids=["by-id", "whole-scope"])
+def test_the_read_back_check_fails_when_a_first_sync_loads_a_row_not_as_clerk_holds_it(
+    harness: SyncHarness, monkeypatch: pytest.MonkeyPatch, lookup_limit: int
+) -> None:
+    """A first sync COPYs straight into the empty tables: a row altered on its way in
+    (here a BEFORE INSERT trigger, which COPY fires) is caught by matches_clerk too, and
+    the live row counts the read-back reports are still the table's."""
+    monkeypatch.setattr(mirror_snapshot, "_IDS_BY_LOOKUP", lookup_limit)
+    MirrorDatabase(database_url=harness.database_url, db_schema=harness.schema).ensure_ready()
+    victim = sorted(u["id"] for u in harness.emulator.store.iter_users())[3]
+    schema = harness.schema
+    with harness.engine.begin() as connection:
+        connection.execute(sa.text(
+            f'CREATE FUNCTION "{schema}".tamper() RETURNS trigger LANGUAGE plpgsql AS '
+            f"$$ BEGIN IF NEW.id = '{victim}' THEN NEW.last_name := 'Tampered'; END IF; RETURN NEW; END $$"
+        ))
+        connection.execute(sa.text(
+            f'CREATE TRIGGER tamper BEFORE INSERT ON "{schema}".users FOR EACH ROW EXECUTE FUNCTION "{schema}".tamper()'
+        ))
+
+    result = harness.run()
+
+    assert result.success  # the check reports; it does not undo the sync
+    assert not check_result(result, "matches_clerk", USERS)
+    assert check_result(result, "matches_clerk", ORGANIZATIONS)
+    assert check_result(result, "matches_clerk", MEMBERSHIPS)
+    assert harness.row(USERS, victim)["last_name"] == "Tampered"
+    differing = result.get_asset_check_evaluations()
+    users_check = next(e for e in differing if e.check_name == "matches_clerk" and e.asset_key.path[-1] == USERS)
+    assert users_check.metadata["rows_still_differing"].value == 1
+    live = {
+        m.asset_key.path[-1]: m.metadata["live_rows"].value
+        for m in result.asset_materializations_for_node("mirror_tables")
+    }
+    for entity, ids in clerk_ids(harness.emulator).items():
+        if entity in live:
+            assert live[entity] == len(ids), entity
+
+
+def test_the_read_back_check_fails_when_a_first_sync_loads_a_row_that_then_is_missing(harness: SyncHarness) -> None:
+    """A row the direct load never stored (a trigger dropping it) is a row still to insert."""
+    MirrorDatabase(database_url=harness.database_url, db_schema=harness.schema).ensure_ready()
+    victim = sorted(clerk_ids(harness.emulator)[ORGANIZATIONS])[0]
+    schema = harness.schema
+    with harness.engine.begin() as connection:
+        connection.execute(sa.text(
+            f'CREATE FUNCTION "{schema}".drop_one() RETURNS trigger LANGUAGE plpgsql AS '
+            f"$$ BEGIN IF NEW.id = '{victim}' THEN RETURN NULL; END IF; RETURN NEW; END $$"
+        ))
+        connection.execute(sa.text(
+            f'CREATE TRIGGER drop_one BEFORE INSERT ON "{schema}".organizations '
+            f'FOR EACH ROW EXECUTE FUNCTION "{schema}".drop_one()'
+        ))
+
+    result = harness.run()
+
+    assert result.success
+    assert not check_result(result, "matches_clerk", ORGANIZATIONS)
+    assert check_result(result, "matches_clerk", USERS)
+    assert victim not in harness.live_ids(ORGANIZATIONS)
+
+
 def test_a_deleted_organization_takes_its_invitations_and_domains_along(harness: SyncHarness) -> None:
     store = harness.emulator.store
     assert harness.run().success
