@@ -221,11 +221,17 @@ def read_clerk(
     if scope.is_full:
         # The lists' sizes decide: whether a second process is worth it, and how the rate is
         # divided; the users scan then starts from its count rather than ask again.
+        # The other lists' sizes are asked only where a second process will read (a small
+        # instance pays no request for them).
         users = None
         if _can_scan_elsewhere(client):
-            sizes, asked = client.fetch_list_sizes(ENTITIES)
-            reader.report.fetch_stats["list_sizes"] = asked.stats.as_dict()
+            sizes, asked = client.fetch_list_sizes([USERS])
             users = sizes[USERS]
+            if users >= PARALLEL_SCAN_MIN_USERS:
+                others, asked_others = client.fetch_list_sizes([e for e in ENTITIES if e != USERS])
+                sizes.update(others)
+                asked.stats = asked.stats.merge(asked_others.stats)
+            reader.report.fetch_stats["list_sizes"] = asked.stats.as_dict()
         with ExitStack() as stack:
             memberships = None
             if users is not None and users >= PARALLEL_SCAN_MIN_USERS:
