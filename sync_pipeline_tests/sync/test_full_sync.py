@@ -301,6 +301,19 @@ def test_private_metadata_can_be_kept_out_of_the_mirror(harness: SyncHarness) ->
     assert harness.query("SELECT count(*) AS n FROM {schema}.users")["n"][0] == len(clerk_ids(harness.emulator)[USERS])
 
 
+def _add_trigger(harness: SyncHarness, name: str, when: str, table: str, body: str) -> None:
+    """A row trigger ``name`` (``when``: BEFORE INSERT, BEFORE UPDATE) on the mirror's ``table``,
+    running the PL/pgSQL ``body``: how a test makes the database store a row other than the one sent."""
+    schema = harness.schema
+    with harness.engine.begin() as connection:
+        connection.execute(sa.text(
+            f'CREATE FUNCTION "{schema}".{name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {body} END $$'
+        ))
+        connection.execute(sa.text(
+            f'CREATE TRIGGER {name} {when} ON "{schema}".{table} FOR EACH ROW EXECUTE FUNCTION "{schema}".{name}()'
+        ))
+
+
 @pytest.mark.parametrize("lookup_limit", [20_000, 0], ids=["by-id", "whole-scope"])
 def test_the_read_back_check_fails_when_a_written_row_is_not_what_clerk_holds(
     harness: SyncHarness, monkeypatch: pytest.MonkeyPatch, lookup_limit: int
@@ -311,15 +324,7 @@ def test_the_read_back_check_fails_when_a_written_row_is_not_what_clerk_holds(
     assert harness.run().success
     users = [u["id"] for u in harness.emulator.store.iter_users()]
     harness.emulator.store.update_user(users[3], first_name="Written")
-    schema = harness.schema
-    with harness.engine.begin() as connection:
-        connection.execute(sa.text(
-            f'CREATE FUNCTION "{schema}".tamper() RETURNS trigger LANGUAGE plpgsql AS '
-            "$$ BEGIN NEW.first_name := 'Tampered'; RETURN NEW; END $$"
-        ))
-        connection.execute(sa.text(
-            f'CREATE TRIGGER tamper BEFORE UPDATE ON "{schema}".users FOR EACH ROW EXECUTE FUNCTION "{schema}".tamper()'
-        ))
+    _add_trigger(harness, "tamper", "BEFORE UPDATE", USERS, "NEW.first_name := 'Tampered'; RETURN NEW;")
 
     result = harness.run()
 
@@ -339,15 +344,7 @@ def test_the_read_back_check_fails_when_a_first_sync_loads_a_row_not_as_clerk_ho
     monkeypatch.setattr(mirror_snapshot, "_IDS_BY_LOOKUP", lookup_limit)
     MirrorDatabase(database_url=harness.database_url, db_schema=harness.schema).ensure_ready()
     victim = sorted(u["id"] for u in harness.emulator.store.iter_users())[3]
-    schema = harness.schema
-    with harness.engine.begin() as connection:
-        connection.execute(sa.text(
-            f'CREATE FUNCTION "{schema}".tamper() RETURNS trigger LANGUAGE plpgsql AS '
-            f"$$ BEGIN IF NEW.id = '{victim}' THEN NEW.last_name := 'Tampered'; END IF; RETURN NEW; END $$"
-        ))
-        connection.execute(sa.text(
-            f'CREATE TRIGGER tamper BEFORE INSERT ON "{schema}".users FOR EACH ROW EXECUTE FUNCTION "{schema}".tamper()'
-        ))
+    _add_trigger(harness, "tamper", "BEFORE INSERT", USERS, f"IF NEW.id = '{victim}' THEN NEW.last_name := 'Tampered'; END IF; RETURN NEW;")
 
     result = harness.run()
 
@@ -372,16 +369,7 @@ def test_the_read_back_check_fails_when_a_first_sync_loads_a_row_that_then_is_mi
     """A row the direct load never stored (a trigger dropping it) is a row still to insert."""
     MirrorDatabase(database_url=harness.database_url, db_schema=harness.schema).ensure_ready()
     victim = sorted(clerk_ids(harness.emulator)[ORGANIZATIONS])[0]
-    schema = harness.schema
-    with harness.engine.begin() as connection:
-        connection.execute(sa.text(
-            f'CREATE FUNCTION "{schema}".drop_one() RETURNS trigger LANGUAGE plpgsql AS '
-            f"$$ BEGIN IF NEW.id = '{victim}' THEN RETURN NULL; END IF; RETURN NEW; END $$"
-        ))
-        connection.execute(sa.text(
-            f'CREATE TRIGGER drop_one BEFORE INSERT ON "{schema}".organizations '
-            f'FOR EACH ROW EXECUTE FUNCTION "{schema}".drop_one()'
-        ))
+    _add_trigger(harness, "drop_one", "BEFORE INSERT", ORGANIZATIONS, f"IF NEW.id = '{victim}' THEN RETURN NULL; END IF; RETURN NEW;")
 
     result = harness.run()
 
