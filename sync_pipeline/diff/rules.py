@@ -476,7 +476,12 @@ def email_conflicts(clerk_users: pd.DataFrame, mirror_users: pd.DataFrame, align
             after.setdefault(email, set()).add(user_id)
         rows += [(email, sorted(before[email]) + sorted(after[email] - before[email]), MOVED) for email in after]
 
-    rows.sort(key=lambda r: (r[2], r[0]))
+    return _email_conflicts_frame(rows)
+
+
+def _email_conflicts_frame(rows: list[tuple[str, list[str], str]]) -> pd.DataFrame:
+    """(email, user_ids, kind) rows as the conflicts frame, sorted by kind then address."""
+    rows = sorted(rows, key=lambda r: (r[2], r[0]))
     return pd.DataFrame(
         {
             "email": pd.array([r[0] for r in rows], dtype="string"),
@@ -525,7 +530,7 @@ def plan_leftover(clerk: model.Snapshot, mirror: model.Snapshot, *, live_rows_be
     return SyncPlan(
         scope=clerk.scope,
         entities=entities,
-        email_conflicts=email_conflicts(*(model.empty_frame(model.USERS, mirror=m) for m in (False, True)), None),
+        email_conflicts=_email_conflicts_frame([]),
         validation_problems=empty_problems(),
     )
 
