@@ -219,22 +219,23 @@ def read_clerk(
     """
     reader = _Reader(client, include_private_metadata)
     if scope.is_full:
-        # The lists' sizes decide: whether a second process is worth it, and how the rate is
-        # divided; the users scan then starts from its count rather than ask again.
-        # The other lists' sizes are asked only where a second process will read (a small
-        # instance pays no request for them).
-        users = None
+        # The user count decides whether a second process is worth it (the users scan then
+        # starts from it rather than ask again); only then are the other lists' sizes asked,
+        # to divide the rate, so a small instance pays no request for them.
+        users, elsewhere = None, False
         if _can_scan_elsewhere(client):
             sizes, asked = client.fetch_list_sizes([USERS])
             users = sizes[USERS]
-            if users >= PARALLEL_SCAN_MIN_USERS:
-                others, asked_others = client.fetch_list_sizes([e for e in ENTITIES if e != USERS])
+            stats = asked.stats
+            elsewhere = users >= PARALLEL_SCAN_MIN_USERS
+            if elsewhere:
+                others, asked = client.fetch_list_sizes([e for e in ENTITIES if e != USERS])
                 sizes.update(others)
-                asked.stats = asked.stats.merge(asked_others.stats)
-            reader.report.fetch_stats["list_sizes"] = asked.stats.as_dict()
+                stats = stats.merge(asked.stats)
+            reader.report.fetch_stats["list_sizes"] = stats.as_dict()
         with ExitStack() as stack:
             memberships = None
-            if users is not None and users >= PARALLEL_SCAN_MIN_USERS:
+            if elsewhere:
                 here, there = split_rate(client.rate_limit_per_10s, sizes, client.page_size)
                 memberships = _start_memberships_elsewhere(client, include_private_metadata, stack, there)
                 client = ClerkClient(**_with_rate(client, here))
