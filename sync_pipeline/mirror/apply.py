@@ -161,10 +161,13 @@ def _load_into_empty_table(connection: Connection, schema: str, entity: str, ups
         return False
     copy_into_table(connection, schema, entity, table)
     # The planner still sees an empty table until autovacuum comes by; the next statements
-    # (and the next sync's joins) should plan for what is there. Keys only: sampling raw
+    # (and the next sync's joins) should plan for what is there. The keys and deleted_at, which
+    # every read of live rows filters on: without its statistics the planner takes
+    # "deleted_at IS NULL" for 0.5% of the rows and answers the integrity checks with a
+    # nested loop (1.1 s instead of 0.25 s at 100k memberships). Not raw: sampling its
     # documents would cost more than the whole rest of the statistics.
-    keys = ", ".join(key_columns(entity))
-    connection.execute(sa.text(f'ANALYZE "{schema}".{entity} ({keys})'))
+    columns = ", ".join((*key_columns(entity), "deleted_at"))
+    connection.execute(sa.text(f'ANALYZE "{schema}".{entity} ({columns})'))
     return True
 
 

@@ -18,7 +18,7 @@ from sync_pipeline.emulator import EmulatorServer
 from sync_pipeline.mirror.apply import ApplySettings, SyncRunRecord, apply_plan
 from sync_pipeline.mirror.database import upgrade_schema
 from sync_pipeline.mirror.snapshot import read_mirror
-from sync_pipeline.model import ENTITIES, USERS, SyncScope
+from sync_pipeline.model import ENTITIES, USERS, SyncScope, key_columns
 from sync_pipeline_tests.harness import TEST_CLIENT_SETTINGS
 
 
@@ -76,3 +76,26 @@ def test_a_first_sync_loaded_directly_equals_one_staged_and_upserted(engine: sa.
         with engine.begin() as connection:
             for schema in (direct, staged):
                 connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+
+
+def test_a_table_loaded_directly_has_statistics_for_its_keys_and_deleted_at(engine: sa.Engine) -> None:
+    """The checks and the mirror read filter on ``deleted_at IS NULL``: without statistics on it
+    the planner assumes that matches almost nothing and picks nested loops over whole tables."""
+    schema = f"t_stats_{uuid.uuid4().hex[:8]}"
+    try:
+        with EmulatorServer(users=60, orgs=6, seed=5, secret_key="sk_live_stats", requests_per_10s=0) as emulator:
+            upgrade_schema(engine, schema)
+            _sync(engine, schema, emulator)
+        with engine.connect() as connection:
+            analyzed = {
+                (row.tablename, row.attname)
+                for row in connection.execute(
+                    sa.text("SELECT tablename, attname FROM pg_stats WHERE schemaname = :schema"), {"schema": schema}
+                )
+            }
+        for entity in (USERS, "organizations", "organization_memberships"):
+            for column in (*key_columns(entity), "deleted_at"):
+                assert (entity, column) in analyzed, f"{entity}.{column} has no statistics"
+    finally:
+        with engine.begin() as connection:
+            connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
