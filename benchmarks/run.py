@@ -2,6 +2,11 @@
 
     .venv/bin/python -m benchmarks.run [--users 100000 --latency-ms 20 --rate 1000 --profile --executors]
 
+With ``--webhooks``, a webhook change to the mirror under the Dagster daemon, event by
+event (benchmarks/webhook_latency.py):
+
+    .venv/bin/python -m benchmarks.run --webhooks [--users 3000 --spaced 12 --spacing 7 --burst 10]
+
 With ``--functions`` first, the older benchmark below: the sync's functions driven phase
 by phase against the emulator (the Clerk stand-in computing every page):
 
@@ -551,6 +556,11 @@ def render(results: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "--webhooks" in argv:  # a webhook change to the mirror under the daemon (benchmarks/webhook_latency.py)
+        from benchmarks import webhook_latency
+
+        argv.remove("--webhooks")
+        return webhook_latency.main(argv)
     if "--functions" not in argv:
         from benchmarks import sync_command
 
