@@ -58,6 +58,7 @@ BIN = Path(sys.executable).parent
 BENCH_SECRET_KEY = "sk_live_benchmark"
 WEBHOOK_SECRET = "whsec_" + "YmVuY2htYXJrLXdlYmhvb2stc2VjcmV0LTMyYnl0ZXM="  # a benchmark's, not a real endpoint's
 POLL_SECONDS = 0.02
+POLL_WORKER_SECONDS = 0.2
 APPLY_STEP = "mirror_tables"  # the multi-asset whose one transaction writes the mirror and marks the events
 
 
@@ -71,6 +72,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--burst", type=int, default=10, help="changes made at once, after the spaced ones")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds an event may take before the run is called failed")
     parser.add_argument("--database-url", default=None)
+    parser.add_argument("--worker", choices=("daemon", "in-process"), default="daemon",
+                        help="daemon: dagster-daemon launches each run (the deployment); in-process: for comparison, one "
+                        "long-lived process runs `webhooks process` every POLL_WORKER_SECONDS (no sensor loop, queue or "
+                        "process per run)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs and DAGSTER_HOME (printed)")
     parser.add_argument("--json", dest="json_path", default=None)
     parser.add_argument("--quiet", action="store_true")
@@ -231,7 +236,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": machine(),
         "settings": {"users": args.users, "orgs": args.orgs, "latency_ms": args.latency_ms, "spaced": args.spaced,
                      "spacing_seconds": args.spacing, "burst": args.burst, "database": safe_url(url), "schema": schema,
-                     "poll_seconds": POLL_SECONDS,
+                     "poll_seconds": POLL_SECONDS, "worker": args.worker,
                      "instance": (REPOSITORY / "dagster.yaml").read_text(),
                      "sensor_interval_seconds": env.get("SYNC_WEBHOOK_SENSOR_INTERVAL_SECONDS", "default")},
     }
@@ -260,8 +265,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         processes.start("receiver", [str(BIN / "sync-pipeline"), "webhooks", "serve", "--host", "127.0.0.1",
                                      "--port", str(receiver_port)], env)
         _wait_http(f"http://127.0.0.1:{receiver_port}/healthz", processes=processes)
-        _log(args, "dagster-daemon run -w workspace.yaml")
-        processes.start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], env)
+        if args.worker == "daemon":
+            _log(args, "dagster-daemon run -w workspace.yaml")
+            processes.start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], env)
+        else:
+            _log(args, f"in-process worker: `webhooks process` every {POLL_WORKER_SECONDS:g} s in one process")
+            processes.start("daemon", [sys.executable, "-m", "benchmarks.webhook_latency", "in-process-worker"], env)
 
         with engine.connect() as connection:
             user_ids = connection.execute(sa.text(f'SELECT id FROM "{schema}".users WHERE deleted_at IS NULL ORDER BY id')).scalars().all()
@@ -316,6 +325,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         results["warmup"] = [_as_dict(c) for c in warm]
         results["runs"] = _runs(changes, dagster_home)
         results["summary"] = summarize(changes)
+        results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     finally:
         if watcher is not None:
             watcher.close()
@@ -414,6 +424,12 @@ def segments(change: Change) -> dict[str, float]:
     """
     f, run = change.facts, change.facts.get("run", {})
     apply_start = run.get("steps", {}).get(APPLY_STEP, {}).get("start")
+    if "enqueued" not in run:  # the in-process worker: no tick, queue nor run worker
+        points = [f.get("emitted"), f.get("received"), run.get("start"), apply_start, change.committed_at]
+        if any(p is None for p in points):
+            return {}
+        names = ("emitted → received", "worker's poll + run start", "steps before the apply", "apply step → committed")
+        return {name: b - a for name, a, b in zip(names, points, points[1:])}
     tick_start = run.get("tick_start", run.get("created"))
     points = [f.get("emitted"), f.get("received"), max(tick_start, f["received"]) if tick_start else None,
               run.get("enqueued"), run.get("starting"), run.get("worker_started"), run.get("start"), apply_start,
@@ -447,8 +463,8 @@ def summarize(changes: list[Change]) -> dict[str, Any]:
                                       "max": round(max(received), 2)},
             "emitted_to_committed": {"p50": round(_percentile(emitted, 0.5), 2), "p95": round(_percentile(emitted, 0.95), 2),
                                      "max": round(max(emitted), 2)},
-            "segments_median": {s: round(statistics.median(p[s] for p in parts), 3) for s in SEGMENTS} if parts else {},
-            "segments_max": {s: round(max(p[s] for p in parts), 3) for s in SEGMENTS} if parts else {},
+            "segments_median": {s: round(statistics.median(p[s] for p in parts), 3) for s in parts[0]} if parts else {},
+            "segments_max": {s: round(max(p[s] for p in parts), 3) for s in parts[0]} if parts else {},
             "runs": len({c.facts.get("run_id") for c in measured}),
         }
     return out
@@ -485,8 +501,8 @@ def _as_dict(change: Change) -> dict[str, Any]:
 def render(results: dict[str, Any]) -> str:
     m, s = results["machine"], results["settings"]
     lines = [
-        f"Webhook change → mirror row committed, under dagster-daemon, {results['date']} — {m['cpu']}, {m['cores']} cores; "
-        f"load average at start {m['load_average_at_start'][0]}",
+        f"Webhook change → mirror row committed, runs launched by {s['worker']}, {results['date']} — {m['cpu']}, {m['cores']} cores; "
+        f"load average at start {m['load_average_at_start'][0]}, at the end {results.get('load_average_at_end', ['?'])[0]}",
         f"{s['users']:,} users, {s['orgs']:,} organizations; emulator latency {s['latency_ms']:g} ms; sensor interval "
         f"{s['sensor_interval_seconds']}; {s['spaced']} changes {s['spacing_seconds']:g} s apart, then {s['burst']} at once; "
         f"commits seen by polling every {s['poll_seconds'] * 1000:.0f} ms",
@@ -505,7 +521,7 @@ def render(results: dict[str, Any]) -> str:
     every = results["summary"].get("all", {})
     if every.get("segments_median"):
         lines += ["", "Where an event's time goes (all events; seconds):", "", "| segment | median | max |", "|---|---:|---:|"]
-        lines += [f"| {name} | {every['segments_median'][name]:.3f} | {every['segments_max'][name]:.3f} |" for name in SEGMENTS]
+        lines += [f"| {name} | {every['segments_median'][name]:.3f} | {every['segments_max'][name]:.3f} |" for name in every["segments_median"]]
     if results.get("runs"):
         step_names = list(dict.fromkeys(k for r in results["runs"] for k in r["steps"]))
         lines += ["", "Per run, medians over the runs (seconds):", "", "| phase | median | max |", "|---|---:|---:|"]
@@ -535,5 +551,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def in_process_worker() -> int:
+    """The comparison's worker: what the sensor would launch, run in this process, as soon as it is pending."""
+    from sync_pipeline.runner import process_pending_webhooks
+
+    while True:
+        process_pending_webhooks()
+        time.sleep(POLL_WORKER_SECONDS)
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["in-process-worker"]:
+        sys.exit(in_process_worker())
     sys.exit(main(sys.argv[1:]))
