@@ -67,8 +67,14 @@ PARTIAL_USERS = 100
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """Either benchmark's arguments: the function-driven one's after ``--functions``, else the default's."""
+    """A benchmark's arguments: the webhook one's after ``--webhooks``, the function-driven one's after
+    ``--functions``, else the default's."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "--webhooks" in argv:
+        from benchmarks import webhook_latency
+
+        argv.remove("--webhooks")
+        return webhook_latency._parse(argv)
     if "--functions" not in argv:
         from benchmarks import sync_command
 
