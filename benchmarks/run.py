@@ -2,6 +2,11 @@
 
     .venv/bin/python -m benchmarks.run [--users 100000 --latency-ms 20 --rate 1000 --profile --executors]
 
+With ``--webhooks``, a webhook change to the mirror under the Dagster daemon, event by
+event (benchmarks/webhook_latency.py):
+
+    .venv/bin/python -m benchmarks.run --webhooks [--users 3000 --spaced 12 --spacing 7 --burst 10]
+
 With ``--functions`` first, the older benchmark below: the sync's functions driven phase
 by phase against the emulator (the Clerk stand-in computing every page):
 
@@ -62,8 +67,14 @@ PARTIAL_USERS = 100
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """Either benchmark's arguments: the function-driven one's after ``--functions``, else the default's."""
+    """A benchmark's arguments: the webhook one's after ``--webhooks``, the function-driven one's after
+    ``--functions``, else the default's."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "--webhooks" in argv:
+        from benchmarks import webhook_latency
+
+        argv.remove("--webhooks")
+        return webhook_latency._parse(argv)
     if "--functions" not in argv:
         from benchmarks import sync_command
 
@@ -551,6 +562,11 @@ def render(results: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "--webhooks" in argv:  # a webhook change to the mirror under the daemon (benchmarks/webhook_latency.py)
+        from benchmarks import webhook_latency
+
+        argv.remove("--webhooks")
+        return webhook_latency.main(argv)
     if "--functions" not in argv:
         from benchmarks import sync_command
 

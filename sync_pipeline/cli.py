@@ -22,6 +22,9 @@ EXIT_BAD_CONFIGURATION = 3
 DEFAULT_DEMO_USERS = 5000
 DEFAULT_DEMO_ORGS = 500
 DEMO_SECRET_KEY = "sk_test_emulator"
+# sync_pipeline.emulator.server.DEFAULT_PORT, repeated here: importing the emulator for it cost
+# every command 0.6-0.8 s (Starlette, uvicorn, svix) before it started (test_cli checks they agree).
+EMULATOR_DEFAULT_PORT = 8765
 
 
 def _scope_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,8 +75,6 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--dry-run", action="store_true")
 
     _app_tables_parser(commands)
-
-    from sync_pipeline.emulator.server import DEFAULT_PORT as EMULATOR_DEFAULT_PORT
 
     emulator = commands.add_parser(
         "emulator",

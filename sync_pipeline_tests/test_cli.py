@@ -184,3 +184,20 @@ def test_analyze_is_the_sync_jobs_dry_run_and_nothing_is_handed_over_through_the
         assert connection.execute(sa.text(f'SELECT count(*) FROM "{schema}".users')).scalar_one() == 0
         audit = connection.execute(sa.text(f'SELECT mode, dry_run, outcome FROM "{schema}".sync_runs ORDER BY id')).all()
     assert [tuple(row) for row in audit] == [("analyze", True, "dry_run"), ("full", True, "dry_run")]
+
+
+def test_the_parser_imports_no_emulator_and_names_its_port() -> None:
+    """Every command builds the parser first: the emulator (Starlette, uvicorn, svix) is imported only to serve it."""
+    import subprocess
+    import sys
+
+    from sync_pipeline.cli import EMULATOR_DEFAULT_PORT
+    from sync_pipeline.emulator.server import DEFAULT_PORT
+
+    assert EMULATOR_DEFAULT_PORT == DEFAULT_PORT
+    probe = (
+        "import sys; from sync_pipeline.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in ('sync_pipeline.emulator', 'starlette', 'uvicorn', 'svix', 'dagster', 'pandas') if m in sys.modules))"
+    )
+    imported = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    assert imported == "[]"
