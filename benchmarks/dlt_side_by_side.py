@@ -28,14 +28,22 @@ from typing import Any, Callable
 
 NOT_INSTALLED = "benchmarks: --dlt needs dlt beside this Python: pip install -e '.[bench-dlt]'"
 TABLES = ("users", "organizations", "organization_memberships")  # dlt_clerk_source.ENDPOINTS, without importing dlt
-LABEL = "dlt (PostHog's Clerk source)"
 
 
 def dlt_installed() -> bool:
     return importlib.util.find_spec("dlt") is not None
 
 
-def _child(env: dict[str, str], base_url: str, database_url: str, dataset: str, *, record: bool) -> tuple[subprocess.Popen, Path]:
+VARIANTS = {
+    "dlt": ("dlt (PostHog's Clerk source)",
+            "the three lists read in parallel, nested values as JSON columns (max_table_nesting=0)"),
+    "dlt_defaults": ("dlt (PostHog's Clerk source, dlt's defaults)",
+                     "the lists one after another in one pipeline, nested lists into child tables (dlt's defaults)"),
+}
+
+
+def _child(env: dict[str, str], base_url: str, database_url: str, dataset: str, *, record: bool = False,
+           dlt_defaults: bool = False) -> tuple[subprocess.Popen, Path]:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
         out = Path(handle.name)
     command = [sys.executable, "-m", "benchmarks.dlt_clerk_source", "--base-url", base_url,
@@ -43,6 +51,8 @@ def _child(env: dict[str, str], base_url: str, database_url: str, dataset: str, 
                "--dataset", dataset, "--out", str(out)]
     if record:
         command.append("--record")
+    if dlt_defaults:
+        command.append("--dlt-defaults")
     from benchmarks.sync_command import REPOSITORY
 
     process = subprocess.Popen(command, cwd=REPOSITORY, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -63,26 +73,37 @@ def _report(process: subprocess.Popen, out: Path, what: str) -> dict[str, Any]:
 
 
 def run(clerk: Any, env: dict[str, str], database_url: str, dataset: str, engine: Any, rate_per_10s: int,
-        log: Callable[[str], None]) -> dict[str, Any]:
-    """Record dlt's pages, then one measured dlt run; the dataset is dropped whatever happens."""
+        log: Callable[[str], None], variants: tuple[str, ...] = ("dlt",)) -> dict[str, dict[str, Any]]:
+    """Record dlt's pages once, then one measured run per variant (of :data:`VARIANTS`), each
+    into an empty dataset; the dataset is dropped whatever happens."""
+    log("dlt: record the pages dlt asks for (its lists walked through the emulator, deep offsets allowed)")
+    clerk.record(deep_offsets=True)
+    recording_started = time.perf_counter()
+    try:
+        recorded = _report(*_child(env, clerk.base_url, database_url, dataset, record=True), "record pass")
+    finally:
+        frozen = clerk.freeze()
+    record_seconds = time.perf_counter() - recording_started
+    log(f"dlt: {sum(recorded['rows_read'].values()):,} rows recorded in {record_seconds:.1f} s")
+    out = {}
+    for variant in variants:
+        log(f"{variant}: {VARIANTS[variant][0]}, {VARIANTS[variant][1]}")
+        out[variant] = _measured(clerk, env, database_url, dataset, engine, rate_per_10s, variant)
+        out[variant].update(record_seconds=round(record_seconds, 2), pages_recorded_in_all=frozen["pages"])
+        log(f"{variant}: {out[variant]['wall_seconds']:.1f} s, loaded {sum(out[variant]['rows_loaded'].values()):,} rows")
+    return out
+
+
+def _measured(clerk: Any, env: dict[str, str], database_url: str, dataset: str, engine: Any, rate_per_10s: int,
+              variant: str) -> dict[str, Any]:
     import sqlalchemy as sa
 
     from benchmarks.sync_command import Sampler
 
     try:
-        log("dlt: record the pages dlt asks for (its lists walked through the emulator, deep offsets allowed)")
-        clerk.record(deep_offsets=True)
-        recording_started = time.perf_counter()
-        try:
-            recorded = _report(*_child(env, clerk.base_url, database_url, dataset, record=True), "record pass")
-        finally:
-            frozen = clerk.freeze()
-        record_seconds = time.perf_counter() - recording_started
-        log(f"dlt: {sum(recorded['rows_read'].values()):,} rows recorded in {record_seconds:.1f} s; the measured run")
-
         clerk.reset_stats()
         started = time.perf_counter()
-        process, out = _child(env, clerk.base_url, database_url, dataset, record=False)
+        process, out = _child(env, clerk.base_url, database_url, dataset, dlt_defaults=variant == "dlt_defaults")
         sampler = Sampler({"dlt": process.pid, "clerk stand-in": clerk.pid}, database_url, dataset)
         try:
             report = _report(process, out, "run")
@@ -93,25 +114,27 @@ def run(clerk: Any, env: dict[str, str], database_url: str, dataset: str, engine
         if server["misses"]:
             raise RuntimeError(f"dlt asked for {server['misses']} pages that were not recorded, e.g. {server['missed'][:3]}")
         with engine.connect() as connection:
-            loaded = {table: connection.execute(sa.text(f'SELECT count(*) FROM "{dataset}"."{table}"')).scalar_one()
-                      for table in TABLES}
+            tables = connection.execute(sa.text(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = :schema "
+                "AND table_name NOT LIKE '\\_dlt\\_%' ORDER BY table_name"), {"schema": dataset}).scalars().all()
+            counts = {table: connection.execute(sa.text(f'SELECT count(*) FROM "{dataset}"."{table}"')).scalar_one()
+                      for table in tables}
     finally:
         with engine.begin() as connection:
             connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{dataset}" CASCADE'))
     pages = server["requests"] - server["responses_429"]
+    label, choices = VARIANTS[variant]
     return {
-        "label": LABEL,
+        "label": label,
         "dlt_version": report.get("dlt_version"),
-        "configuration": "rest_api source, 100 a page by offset, write_disposition replace, primary key id, "
-                         "the three lists read in parallel, nested values as JSON (max_table_nesting=0), "
-                         "dlt's postgres destination (insert_values)",
+        "configuration": "rest_api source, 100 a page by offset until a short page, write_disposition replace, "
+                         f"primary key id, {choices}, dlt's postgres destination (insert_values)",
         "stand_in": "pre-rendered: dlt's own URLs recorded after our syncs, served from memory at the same latency and rate",
-        "record_seconds": round(record_seconds, 2),
-        "pages_recorded_in_all": frozen["pages"],
         "wall_seconds": round(wall, 3),
         "imports_seconds": round(report["imports_seconds"], 3),
         "phases_seconds": {k: round(v, 3) for k, v in report["phases_seconds"].items()},
-        "rows_loaded": loaded,
+        "rows_loaded": {table: counts[table] for table in TABLES if table in counts},
+        "child_table_rows": {table: n for table, n in counts.items() if table not in TABLES},
         "rows_normalized": report["rows_normalized"],
         "requests": server["requests"],
         "responses_429": server["responses_429"],
@@ -129,34 +152,35 @@ TARGET_TIMES_SLOWER = 6.0  # issue 13: we are at least 6× faster than dlt at 10
 
 def render_rows(results: dict[str, Any]) -> list[str]:
     """The table's dlt rows: its phases, then its wall time beside our first sync's and the floor."""
-    side = results.get("dlt")
-    if not side:
-        return []
-    floor = results["floors"]["floor_seconds"]
-    first = results["runs"].get("first")
-    phases = side["phases_seconds"]
-    lines = [f"| dlt | start-up: imports | {side['imports_seconds']:.2f} | | | |"]
-    lines += [f"| dlt | {name} | {seconds:.2f} | | | |" for name, seconds in phases.items()]
-    memory = ", ".join(f"{k} {v:,}" for k, v in side["memory_mb"].items())
-    ours = ""
-    if first:
-        times = side["wall_seconds"] / first["wall_seconds"]
-        verdict = "held" if times >= TARGET_TIMES_SLOWER else "MISSED"
-        ours = f"; {times:.2f}× our first sync's {first['wall_seconds']:.2f} s (target ≥ {TARGET_TIMES_SLOWER:g}×: {verdict})"
-    rows = sum(side["rows_loaded"].values())
-    lines.append(
-        f"| **{LABEL}** | **process wall, spawn → exit** ({rows:,} rows loaded, {side['requests']:,} requests, "
-        f"{side['responses_429']} 429s; its own rate floor {side['rate_floor_seconds']:.2f} s for {side['pages']:,} pages) | "
-        f"**{side['wall_seconds']:.2f}** | {floor:.2f} | **{side['wall_seconds'] / floor:.2f}**{ours} | {memory} |")
-    cpu = ", ".join(f"{k} {v:.1f}" for k, v in side["cpu_seconds"].items())
-    lines.append(f"| dlt | CPU seconds: {cpu}; Postgres backends {side['postgres_cpu_seconds']:.1f} | | | | |")
+    lines: list[str] = []
+    for variant, side in results.get("dlt", {}).items():
+        floor = results["floors"]["floor_seconds"]
+        first = results["runs"].get("first")
+        lines.append(f"| {variant} | start-up: imports | {side['imports_seconds']:.2f} | | | |")
+        lines += [f"| {variant} | {name} | {seconds:.2f} | | | |" for name, seconds in side["phases_seconds"].items()]
+        memory = ", ".join(f"{k} {v:,}" for k, v in side["memory_mb"].items())
+        ours = ""
+        if first:
+            times = side["wall_seconds"] / first["wall_seconds"]
+            verdict = "held" if times >= TARGET_TIMES_SLOWER else "MISSED"
+            ours = f"; {times:.2f}× our first sync's {first['wall_seconds']:.2f} s (target ≥ {TARGET_TIMES_SLOWER:g}×: {verdict})"
+        rows = sum(side["rows_loaded"].values())
+        child_rows = sum(side["child_table_rows"].values())
+        children = f" + {child_rows:,} in child tables" if child_rows else ""
+        lines.append(
+            f"| **{side['label']}** | **process wall, spawn → exit** ({rows:,} rows loaded{children}, {side['requests']:,} "
+            f"requests, {side['responses_429']} 429s; its own rate floor {side['rate_floor_seconds']:.2f} s for "
+            f"{side['pages']:,} pages) | **{side['wall_seconds']:.2f}** | {floor:.2f} | "
+            f"**{side['wall_seconds'] / floor:.2f}**{ours} | {memory} |")
+        cpu = ", ".join(f"{k} {v:.1f}" for k, v in side["cpu_seconds"].items())
+        lines.append(f"| {variant} | CPU seconds: {cpu}; Postgres backends {side['postgres_cpu_seconds']:.1f} | | | | |")
     return lines
 
 
 def render_note(results: dict[str, Any]) -> list[str]:
-    side = results.get("dlt")
-    if not side:
-        return []
-    loaded = ", ".join(f"{k} {v:,}" for k, v in side["rows_loaded"].items())
-    return ["", f"{LABEL}: dlt {side['dlt_version']}, {side['configuration']}. Rows loaded: {loaded}. "
-                f"Clerk stand-in: {side['stand_in']} (recorded in {side['record_seconds']:.1f} s, untimed)."]
+    lines = []
+    for side in results.get("dlt", {}).values():
+        loaded = ", ".join(f"{k} {v:,}" for k, v in {**side["rows_loaded"], **side["child_table_rows"]}.items())
+        lines += ["", f"{side['label']}: dlt {side['dlt_version']}, {side['configuration']}. Rows loaded: {loaded}. "
+                      f"Clerk stand-in: {side['stand_in']} (recorded in {side['record_seconds']:.1f} s, untimed)."]
+    return lines

@@ -302,6 +302,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dlt", action="store_true",
                         help="also run dlt's REST API source as PostHog configures it, against the same stand-in "
                              "(benchmarks/dlt_side_by_side.py; pip install -e '.[bench-dlt]')")
+    parser.add_argument("--dlt-defaults", action="store_true",
+                        help="also run it with dlt's defaults where PostHog's configuration says nothing "
+                             "(lists one after another, nested lists into child tables)")
     parser.add_argument("--partial-repeats", type=int, default=3)
     parser.add_argument("--json", dest="json_path", default=None)
     parser.add_argument("--quiet", action="store_true")
@@ -337,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile and not _py_spy().exists():
         print(f"benchmarks: --profile needs py-spy beside this Python ({_py_spy()}): pip install -e '.[bench]'", file=sys.stderr)
         return 2
-    if args.dlt and not dlt_side_by_side.dlt_installed():
+    if (args.dlt or args.dlt_defaults) and not dlt_side_by_side.dlt_installed():
         print(dlt_side_by_side.NOT_INSTALLED, file=sys.stderr)
         return 2
     url = _database_url(args)
@@ -398,10 +401,10 @@ def main(argv: list[str] | None = None) -> int:
                     load = floors.copy_floor(engine, schema)
                     results["floors"]["copy"] = {"seconds": {k: round(v, 3) for k, v in load.seconds.items()},
                                                  "total_seconds": round(load.total_seconds, 3), "rows": load.rows}
-            if args.dlt:
+            if args.dlt or args.dlt_defaults:
+                variants = ("dlt",) * args.dlt + ("dlt_defaults",) * args.dlt_defaults
                 results["dlt"] = dlt_side_by_side.run(clerk, env, url, f"{schema}_dlt", engine, args.rate,
-                                                      lambda message: _log(args, message))
-                _log(args, f"dlt: {results['dlt']['wall_seconds']:.1f} s, loaded {sum(results['dlt']['rows_loaded'].values()):,} rows")
+                                                      lambda message: _log(args, message), variants)
             if args.gc_experiment:
                 _gc_experiment(args, results, env, pin_ms, clerk, engine, schema)
             if args.executors:
