@@ -184,6 +184,7 @@ def _serve(conn: Connection, options: dict[str, Any]) -> None:  # runs in the ch
         "users": store.user_count, "organizations": store.organization_count, "organization_memberships": store.membership_count,
         "organization_permissions": len(store.iter_permissions()), "organization_roles": len(store.iter_roles()),
         "organization_invitations": store.invitation_count, "organization_domains": store.domain_count}})
+    lifted: dict[str, Any] = {}  # the emulator's deep-offset settings while a record lifts them
     try:
         while True:
             command, args = conn.recv()
@@ -192,10 +193,13 @@ def _serve(conn: Connection, options: dict[str, Any]) -> None:  # runs in the ch
                 return
             if command == "freeze":
                 app.recording = False
+                _restore_offset_limits(emulator.settings, lifted)
                 reply: Any = {"pages": len(app.pages), "bytes": sum(len(p[2]) for p in app.pages.values()),
                               "statuses": _statuses(app.pages)}
             elif command == "record":
                 app.recording = True
+                if args.get("deep_offsets"):
+                    _lift_offset_limits(emulator.settings, lifted)
                 reply = None
             elif command == "stats":
                 reply = {"requests": app.requests, "responses_429": app.responses_429, "misses": app.misses,
@@ -216,6 +220,26 @@ def _serve(conn: Connection, options: dict[str, Any]) -> None:  # runs in the ch
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+# A page deep in an offset walk costs the emulator (and Clerk) more, and past 10,000 users it
+# is a 504 (Clerk's spec for GET /users). A record pass for a client that walks offsets that
+# deep (dlt as PostHog configures it) lifts both: the page is rendered like any other, and
+# served later at the same fixed latency as every page.
+_OFFSET_SETTINGS = {"users_offset_ms_per_1000": 0.0, "users_offset_timeout": None,
+                    "memberships_offset_ms_per_1000": 0.0, "memberships_offset_timeout": None}
+
+
+def _lift_offset_limits(settings: Any, lifted: dict[str, Any]) -> None:
+    for name, value in _OFFSET_SETTINGS.items():
+        lifted.setdefault(name, getattr(settings, name))
+        setattr(settings, name, value)
+
+
+def _restore_offset_limits(settings: Any, lifted: dict[str, Any]) -> None:
+    for name, value in lifted.items():
+        setattr(settings, name, value)
+    lifted.clear()
 
 
 def _statuses(pages: dict[str, tuple[int, Any, bytes]]) -> dict[str, int]:
@@ -270,9 +294,13 @@ class PrerenderedClerk:
         """Stop recording: from now on only recorded pages are served, at the latency and rate."""
         return self._call("freeze")
 
-    def record(self) -> None:
-        """Record again (the emulator answers, nothing is rate limited): for a run whose pages are not kept yet."""
-        self._call("record")
+    def record(self, *, deep_offsets: bool = False) -> None:
+        """Record again (the emulator answers, nothing is rate limited): for a run whose pages are not kept yet.
+
+        ``deep_offsets``: until the next freeze, offsets of any depth are answered at once
+        (no 504 past 10,000 users, no walk delay), for a client that pages by offset alone.
+        """
+        self._call("record", deep_offsets=deep_offsets)
 
     def stats(self) -> dict[str, Any]:
         return self._call("stats")

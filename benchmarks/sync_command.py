@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.run --users 100000           # first sync and no-op, ~3 min here
     .venv/bin/python -m benchmarks.run --users 100000 --profile # the same with py-spy on each sync
+    .venv/bin/python -m benchmarks.run --users 100000 --dlt     # and dlt beside us (benchmarks/dlt_side_by_side.py)
 
 Each sync is a fresh process (``python -m benchmarks.sync_command child``) that does what
 the CLI does: ``runner.run_sync`` (settings check, migration, the ``full_sync_job`` in
@@ -298,6 +299,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                         help="also time the jobs as the daemon launches them (dagster job execute), in_process against multiprocess")
     parser.add_argument("--gc-experiment", action="store_true",
                         help="also run first and no-op with the collector tuned in the sync process (interleaved with the default)")
+    parser.add_argument("--dlt", action="store_true",
+                        help="also run dlt's REST API source as PostHog configures it, against the same stand-in "
+                             "(benchmarks/dlt_side_by_side.py; pip install -e '.[bench-dlt]')")
+    parser.add_argument("--dlt-defaults", action="store_true",
+                        help="also run it with dlt's defaults where PostHog's configuration says nothing "
+                             "(lists one after another, nested lists into child tables)")
     parser.add_argument("--partial-repeats", type=int, default=3)
     parser.add_argument("--json", dest="json_path", default=None)
     parser.add_argument("--quiet", action="store_true")
@@ -323,7 +330,7 @@ def _database_url(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     import sqlalchemy as sa
 
-    from benchmarks import floors
+    from benchmarks import dlt_side_by_side, floors
     from benchmarks.prerendered import PrerenderedClerk, bare_download
     from benchmarks.run import machine
     from sync_pipeline.clerk.client import ClerkClient
@@ -332,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     if args.profile and not _py_spy().exists():
         print(f"benchmarks: --profile needs py-spy beside this Python ({_py_spy()}): pip install -e '.[bench]'", file=sys.stderr)
+        return 2
+    if (args.dlt or args.dlt_defaults) and not dlt_side_by_side.dlt_installed():
+        print(dlt_side_by_side.NOT_INSTALLED, file=sys.stderr)
         return 2
     url = _database_url(args)
     schema = f"bench_{uuid.uuid4().hex[:10]}"
@@ -391,6 +401,10 @@ def main(argv: list[str] | None = None) -> int:
                     load = floors.copy_floor(engine, schema)
                     results["floors"]["copy"] = {"seconds": {k: round(v, 3) for k, v in load.seconds.items()},
                                                  "total_seconds": round(load.total_seconds, 3), "rows": load.rows}
+            if args.dlt or args.dlt_defaults:
+                variants = ("dlt",) * args.dlt + ("dlt_defaults",) * args.dlt_defaults
+                results["dlt"] = dlt_side_by_side.run(clerk, env, url, f"{schema}_dlt", engine, args.rate,
+                                                      lambda message: _log(args, message), variants)
             if args.gc_experiment:
                 _gc_experiment(args, results, env, pin_ms, clerk, engine, schema)
             if args.executors:
@@ -539,6 +553,10 @@ def render(results: dict[str, Any]) -> str:
                      f"{f['floor_seconds']:.2f} | **{ratio:.2f}** (target ≤ {targets[case]}: {verdict}) | {memory} |")
         cpu = ", ".join(f"{k} {v:.1f}" for k, v in run["cpu_seconds"].items())
         lines.append(f"| {case} | CPU seconds: {cpu}; Postgres backends {run['postgres_cpu_seconds']:.1f} | | | | |")
+    from benchmarks import dlt_side_by_side
+
+    lines += dlt_side_by_side.render_rows(results)
+    lines += dlt_side_by_side.render_note(results)
     if results.get("gc_experiment"):
         lines += ["", f"The cyclic collector in the sync process (tuned: gc.freeze() and thresholds {TUNED_GC_THRESHOLD}):", "",
                   "| case | wall s | clerk_snapshot s | CPU s (sync processes) | peak RSS MB |", "|---|---:|---:|---:|---:|"]
