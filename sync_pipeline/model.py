@@ -102,13 +102,22 @@ def _orjson_text(value: Any) -> bytes | None:
 
 
 def _may_hold_small_float(text: bytes) -> bool:
-    """A digit followed by "e-" or ".0000": how orjson writes a float below 1e-4."""
-    for needle in (b"e-", b".0000"):
-        at = text.find(needle)
-        while at > 0:
-            if 48 <= text[at - 1] <= 57:
-                return True
-            at = text.find(needle, at + 1)
+    """A digit followed by "e-" or ".0000": how orjson writes a float below 1e-4.
+
+    Every Clerk object's text is searched, so the "e-" is found through its "-": one byte,
+    which ``find`` looks for with memchr, and rare in Clerk's objects, where a search for
+    the two bytes stops at every "e" (about 2 us of the 10 us a user's text costs to write).
+    """
+    at = text.find(b"-", 2)
+    while at > 0:
+        if text[at - 1] == 101 and 48 <= text[at - 2] <= 57:  # 101: "e"
+            return True
+        at = text.find(b"-", at + 1)
+    at = text.find(b".0000")
+    while at > 0:
+        if 48 <= text[at - 1] <= 57:
+            return True
+        at = text.find(b".0000", at + 1)
     return False
 
 
