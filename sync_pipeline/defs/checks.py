@@ -155,14 +155,26 @@ MIRROR_TABLE_CHECKS: list[AssetChecksDefinition] = [
     "Clerk is the source of truth, so this warns for a person to look rather than failing the sync.",
 )
 def live_primary_emails_distinct(mirror_db: MirrorDatabase) -> AssetCheckResult:
+    # The shared addresses are counted first, and only the sample's users gathered: an ordered
+    # array_agg over every address made Postgres walk the e-mail index and fetch each user's
+    # wide row in index order (0.41-0.47 s at 100k users, 4.5-5.2 s at a million), where
+    # counting alone takes a parallel scan and a hash (0.26 s at 100k).
+    schema = mirror_db.db_schema
     rows = _query_rows(
         mirror_db,
         f"""
-        SELECT lower(primary_email) AS email, array_agg(id ORDER BY id) AS user_ids, count(*) OVER () AS total
-        FROM "{mirror_db.db_schema}".users
-        WHERE deleted_at IS NULL AND primary_email IS NOT NULL
-        GROUP BY lower(primary_email) HAVING count(*) > 1
-        ORDER BY email LIMIT {SAMPLE_LIMIT}
+        WITH shared AS (
+            SELECT lower(primary_email) AS email, count(*) OVER () AS total
+            FROM "{schema}".users
+            WHERE deleted_at IS NULL AND primary_email IS NOT NULL
+            GROUP BY lower(primary_email) HAVING count(*) > 1
+            ORDER BY email LIMIT {SAMPLE_LIMIT}
+        )
+        SELECT s.email, s.total, array(
+            SELECT u.id FROM "{schema}".users u
+            WHERE lower(u.primary_email) = s.email AND u.deleted_at IS NULL ORDER BY u.id
+        ) AS user_ids
+        FROM shared s ORDER BY s.email
         """,
     )
     total = rows[0]["total"] if rows else 0
