@@ -59,6 +59,7 @@ from benchmarks import floors
 from benchmarks.emulator_process import BENCH_SECRET_KEY, EmulatorProcess
 from benchmarks.measure import MB, Case, Recorder, max_rss_ever
 from benchmarks.pipeline import run_sync
+from benchmarks.sync_command import log
 
 RESULTS_DIR = Path(__file__).parent / "results"
 ALL_CASES = ("first", "noop", "changed", "partial", "apply_users")
@@ -112,11 +113,6 @@ def _parse_function_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown case(s) {sorted(unknown)}")
     return args
-
-
-def _log(args: argparse.Namespace, message: str) -> None:
-    if not args.quiet:
-        print(f"[{datetime.now().strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 def _database_url(args: argparse.Namespace) -> str:
@@ -234,7 +230,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     with engine.connect() as connection:
         results["machine"]["postgres"] = connection.execute(sa.text("SHOW server_version")).scalar_one()
-    _log(args, f"emulator: {args.users} users, {args.orgs} organizations, {args.latency_ms:g} ms, {args.rate}/10 s")
+    log(args, f"emulator: {args.users} users, {args.orgs} organizations, {args.latency_ms:g} ms, {args.rate}/10 s")
     started = time.perf_counter()
     try:
         with EmulatorProcess(args.users, args.orgs, args.latency_ms, args.rate, seed=args.seed) as emulator:
@@ -266,13 +262,13 @@ def _run_cases(args, recorder, cases, results, engine, schema, mirror_db, client
     results["floors"] = floor_info
 
     if "first" in args.cases:
-        _log(args, "case first: the first sync into an empty mirror")
+        log(args, "case first: the first sync into an empty mirror")
         case = cases["first"] = Case("first", "first sync into an empty mirror")
         since = datetime.now(timezone.utc)
         outcome = run_sync(recorder, case, clerk=client, mirror_db=mirror_db, scope=full, emulator=emulator, keep_plan=args.handoff)
         case.facts.update(_facts(outcome, engine, schema, since))
         if args.handoff:
-            _log(args, "handoff of the first sync's frames (pickle vs arrow)")
+            log(args, "handoff of the first sync's frames (pickle vs arrow)")
             handoff = Case("handoff_first", "IO manager handoff of the first sync's clerk_snapshot and sync_plan")
             _handoff(recorder, handoff, {"clerk_snapshot": outcome.clerk, "sync_plan": outcome.plan})
             cases["handoff_first"] = handoff
@@ -285,7 +281,7 @@ def _run_cases(args, recorder, cases, results, engine, schema, mirror_db, client
         _checkpoint(engine)
 
     if "noop" in args.cases:
-        _log(args, "case noop: Clerk unchanged")
+        log(args, "case noop: Clerk unchanged")
         case = cases["noop"] = Case("noop", "no-op sync: Clerk unchanged")
         since = datetime.now(timezone.utc)
         outcome = run_sync(recorder, case, clerk=client, mirror_db=mirror_db, scope=full, emulator=emulator, keep_plan=args.handoff)
@@ -303,7 +299,7 @@ def _run_cases(args, recorder, cases, results, engine, schema, mirror_db, client
 
     if "changed" in args.cases:
         share = args.changed_share
-        _log(args, f"case changed: {share:.0%} of users, organizations and memberships changed in Clerk")
+        log(args, f"case changed: {share:.0%} of users, organizations and memberships changed in Clerk")
         changed = emulator.change(tag="changed", users=share, organizations=share, memberships=share)
         case = cases["changed"] = Case("changed", f"{share:.0%} of users, organizations, memberships changed")
         case.facts["changed_in_clerk"] = {k: len(v) for k, v in changed.items()}
@@ -315,7 +311,7 @@ def _run_cases(args, recorder, cases, results, engine, schema, mirror_db, client
         _checkpoint(engine)
 
     if "partial" in args.cases:
-        _log(args, f"case partial: {PARTIAL_USERS} users changed in Clerk, synced by id")
+        log(args, f"case partial: {PARTIAL_USERS} users changed in Clerk, synced by id")
         changed = emulator.change(tag="partial", user_limit=PARTIAL_USERS)
         case = cases["partial"] = Case("partial", f"partial sync of {PARTIAL_USERS} changed users, by id")
         scope = SyncScope(user_ids=tuple(changed["users"]))
@@ -325,7 +321,7 @@ def _run_cases(args, recorder, cases, results, engine, schema, mirror_db, client
         del outcome
 
     if "apply_users" in args.cases:
-        _log(args, "case apply_users: every mirrored user stale, the apply rewrites them all")
+        log(args, "case apply_users: every mirrored user stale, the apply rewrites them all")
         case = cases["apply_users"] = Case("apply_users", "every user changed: the apply rewrites all users")
         case.facts["made_stale"] = _make_users_stale(engine, schema)
         _checkpoint(engine)
@@ -337,7 +333,7 @@ def _run_cases(args, recorder, cases, results, engine, schema, mirror_db, client
         _checkpoint(engine)
 
     if not args.no_floors and args.naive_sample and any(c in cases for c in ("first", "apply_users")):
-        _log(args, f"naive reference: {args.naive_sample} row-by-row upserts")
+        log(args, f"naive reference: {args.naive_sample} row-by-row upserts")
         naive = floors.row_by_row_upserts(engine, schema, args.naive_sample)
         floor_info["naive_row_by_row"] = {"rows": naive.rows, "seconds": round(naive.seconds, 3), "rows_per_second": round(naive.rows_per_second, 1)}
 
@@ -357,7 +353,7 @@ def _facts(outcome, engine: sa.Engine, schema: str, since: datetime) -> dict[str
 def _floors(args, floor_info, engine, schema, client, emulator, needed) -> None:  # noqa: ANN001
     requests = sum(needed.values())
     floor_info["rate_floor_seconds"] = round(floors.rate_floor_seconds(requests, args.rate), 3)
-    _log(args, f"fetch floor: bare download of the same {requests} pages (rate limit lifted)")
+    log(args, f"fetch floor: bare download of the same {requests} pages (rate limit lifted)")
     emulator.set_rate(0)
     try:
         download = floors.bare_download(emulator.base_url, BENCH_SECRET_KEY, needed, client.max_concurrency)
@@ -370,7 +366,7 @@ def _floors(args, floor_info, engine, schema, client, emulator, needed) -> None:
         "statuses": download.statuses,
     }
     floor_info["fetch_floor_seconds"] = round(max(floor_info["rate_floor_seconds"], download.seconds), 3)
-    _log(args, "load floor: plain COPY of the mirror's rows into unindexed tables")
+    log(args, "load floor: plain COPY of the mirror's rows into unindexed tables")
     load = floors.copy_floor(engine, schema)
     floor_info["load_floor"] = {
         "seconds": {k: round(v, 3) for k, v in load.seconds.items()},
@@ -413,7 +409,7 @@ def _memory_scales(args: argparse.Namespace) -> list[dict[str, Any]]:
         ]
         if args.database_url:
             command += ["--database-url", args.database_url]
-        _log(args, f"memory curve: first sync of {users} users in a fresh process")
+        log(args, f"memory curve: first sync of {users} users in a fresh process")
         subprocess.run(command, check=True, cwd=Path(__file__).resolve().parent.parent)
         data = json.loads(Path(path).read_text())
         os.unlink(path)

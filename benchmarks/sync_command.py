@@ -313,7 +313,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _log(args: argparse.Namespace, message: str) -> None:
+def log(args: argparse.Namespace, message: str) -> None:
+    """A progress line with the time, unless ``--quiet`` (every benchmark's)."""
     if not args.quiet:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
@@ -360,12 +361,12 @@ def main(argv: list[str] | None = None) -> int:
     engine = create_mirror_engine(url)
     with engine.connect() as connection:
         results["machine"]["postgres"] = connection.execute(sa.text("SHOW server_version")).scalar_one()
-    _log(args, f"pre-rendered Clerk: {args.users:,} users, {args.orgs:,} organizations")
+    log(args, f"pre-rendered Clerk: {args.users:,} users, {args.orgs:,} organizations")
     try:
         with PrerenderedClerk(args.users, args.orgs, args.latency_ms, args.rate, seed=args.seed) as clerk:
             env["CLERK_SECRET_KEY"], env["CLERK_API_URL"] = clerk.secret_key, clerk.base_url
             results["counts"] = clerk.counts
-            _log(args, "record: a dry run into the empty mirror renders every page a first sync asks for")
+            log(args, "record: a dry run into the empty mirror renders every page a first sync asks for")
             recording = run_sync_process("record", env, pin_ms, clerk, dry_run=True)
             results["record_seconds"] = round(recording.wall_seconds, 2)
             if args.executors:
@@ -376,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
                 partial_options = {"user_ids": clerk.user_ids}
             frozen = clerk.freeze()
             results["pages"] = frozen
-            _log(args, f"serving {frozen['pages']} pages ({frozen['bytes'] / MB:,.0f} MB) from memory; {args.latency_ms:g} ms, {args.rate}/10 s")
+            log(args, f"serving {frozen['pages']} pages ({frozen['bytes'] / MB:,.0f} MB) from memory; {args.latency_ms:g} ms, {args.rate}/10 s")
 
             concurrency = ClerkClient(secret_key=clerk.secret_key, api_url=clerk.base_url, requests_per_10s=client_rate).max_concurrency
             download = bare_download(clerk, clerk.keys(), concurrency)
@@ -390,13 +391,13 @@ def main(argv: list[str] | None = None) -> int:
                 "floor_seconds": round(max(rate_floor, download.seconds), 3),
                 "bound": "Clerk's rate" if rate_floor >= download.seconds else "the download",
             }
-            _log(args, f"floors: rate {rate_floor:.2f} s, bare download {download.seconds:.2f} s → bound by {results['floors']['bound']}")
+            log(args, f"floors: rate {rate_floor:.2f} s, bare download {download.seconds:.2f} s → bound by {results['floors']['bound']}")
 
             for case in ("first", "noop"):
-                _log(args, f"{case}: sync-pipeline sync")
+                log(args, f"{case}: sync-pipeline sync")
                 run = run_sync_process(case, env, pin_ms, clerk)
                 results["runs"][case] = _as_dict(run)
-                _log(args, f"{case}: {run.wall_seconds:.1f} s, written {_written(run.report)}")
+                log(args, f"{case}: {run.wall_seconds:.1f} s, written {_written(run.report)}")
                 if case == "first":
                     load = floors.copy_floor(engine, schema)
                     results["floors"]["copy"] = {"seconds": {k: round(v, 3) for k, v in load.seconds.items()},
@@ -404,21 +405,21 @@ def main(argv: list[str] | None = None) -> int:
             if args.dlt or args.dlt_defaults:
                 variants = ("dlt",) * args.dlt + ("dlt_defaults",) * args.dlt_defaults
                 results["dlt"] = dlt_side_by_side.run(clerk, env, url, f"{schema}_dlt", engine, args.rate,
-                                                      lambda message: _log(args, message), variants)
+                                                      lambda message: log(args, message), variants)
             if args.gc_experiment:
                 _gc_experiment(args, results, env, pin_ms, clerk, engine, schema)
             if args.executors:
                 # The partial run's pages, recorded against the mirror it will meet (the no-op's).
-                _log(args, f"record: a dry partial run of {len(clerk.user_ids)} users (dagster job execute)")
+                log(args, f"record: a dry partial run of {len(clerk.user_ids)} users (dagster job execute)")
                 clerk.record()
                 executors.compare(launched_env, "partial_sync_job", {**partial_options, "dry_run": True}, ("in_process",), 1)
                 clerk.freeze()
                 clerk.reset_stats()
                 try:
-                    _log(args, f"executors: partial_sync_job of {len(clerk.user_ids)} users, {args.partial_repeats}× each")
+                    log(args, f"executors: partial_sync_job of {len(clerk.user_ids)} users, {args.partial_repeats}× each")
                     results["executors"] = {"partial_sync_job": executors.compare(
                         launched_env, "partial_sync_job", partial_options, ("in_process", "multiprocess"), args.partial_repeats)}
-                    _log(args, "executors: full_sync_job (a no-op), once each")
+                    log(args, "executors: full_sync_job (a no-op), once each")
                     results["executors"]["full_sync_job"] = executors.compare(
                         launched_env, "full_sync_job", {}, ("in_process", "multiprocess"), 1)
                     if clerk.stats()["misses"]:
@@ -451,7 +452,7 @@ def _gc_experiment(args, results, env, pin_ms, clerk, engine, schema) -> None:  
         with engine.begin() as connection:
             connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         for case in ("first", "noop"):
-            _log(args, f"gc experiment: {case} with the {gc_mode} collector")
+            log(args, f"gc experiment: {case} with the {gc_mode} collector")
             run = run_sync_process(case, env, pin_ms, clerk, gc_mode=gc_mode)
             steps = {s["step"]: s["seconds"] for s in run.report["steps"]}
             out[f"{case} ({gc_mode})"] = {"wall_seconds": round(run.wall_seconds, 2),
@@ -470,7 +471,7 @@ def _profile(args, results, env, pin_ms, clerk, engine, schema) -> None:  # noqa
     for case in ("first", "noop"):
         with tempfile.TemporaryDirectory() as directory:
             raw = Path(directory) / "profile.txt"
-            _log(args, f"{case}: sync-pipeline sync under py-spy")
+            log(args, f"{case}: sync-pipeline sync under py-spy")
             run = run_sync_process(case, env, pin_ms, clerk, profile_to=raw)
             shares, samples = classify_profile(raw)
             keep = REPOSITORY / "benchmarks" / "results" / f"profile-{case}-{args.users}.txt"

@@ -53,6 +53,8 @@ from typing import Any
 
 import httpx
 
+from benchmarks.sync_command import log
+
 REPOSITORY = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 BENCH_SECRET_KEY = "sk_live_benchmark"
@@ -82,11 +84,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.orgs = args.orgs if args.orgs is not None else max(1, args.users // 10)
     return args
-
-
-def _log(args: argparse.Namespace, message: str) -> None:
-    if not args.quiet:
-        print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 def _free_port() -> int:
@@ -244,7 +241,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     processes = Processes(work)
     watcher: CommitWatcher | None = None
     try:
-        _log(args, f"emulator: {args.users:,} users, {args.orgs:,} organizations, webhooks to the receiver")
+        log(args, f"emulator: {args.users:,} users, {args.orgs:,} organizations, webhooks to the receiver")
         processes.start("emulator", [str(BIN / "sync-pipeline"), "emulator", "--host", "127.0.0.1",
                                      "--port", str(emulator_port), "--users", str(args.users), "--orgs", str(args.orgs),
                                      "--secret-key", BENCH_SECRET_KEY, "--latency-ms", str(args.latency_ms),
@@ -253,7 +250,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         auth = {"Authorization": f"Bearer {BENCH_SECRET_KEY}"}
         _wait_http(f"http://127.0.0.1:{emulator_port}/v1/users/count", headers=auth, processes=processes)
 
-        _log(args, "first sync: sync-pipeline sync")
+        log(args, "first sync: sync-pipeline sync")
         started = time.perf_counter()
         without_home = {k: v for k, v in env.items() if k != "DAGSTER_HOME"}  # the CLI's own ephemeral instance
         first = subprocess.run([str(BIN / "sync-pipeline"), "sync"], cwd=REPOSITORY, env=without_home,
@@ -266,10 +263,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                      "--port", str(receiver_port)], env)
         _wait_http(f"http://127.0.0.1:{receiver_port}/healthz", processes=processes)
         if args.worker == "daemon":
-            _log(args, "dagster-daemon run -w workspace.yaml")
+            log(args, "dagster-daemon run -w workspace.yaml")
             processes.start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], env)
         else:
-            _log(args, f"in-process worker: `webhooks process` every {POLL_WORKER_SECONDS:g} s in one process")
+            log(args, f"in-process worker: `webhooks process` every {POLL_WORKER_SECONDS:g} s in one process")
             processes.start("daemon", [sys.executable, "-m", "benchmarks.webhook_latency", "in-process-worker"], env)
 
         with engine.connect() as connection:
@@ -299,18 +296,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 time.sleep(0.05)
 
         # The first run after the daemon starts also pays for the code server's start: left out.
-        _log(args, "warm-up: one change, until the daemon's run has committed it")
+        log(args, "warm-up: one change, until the daemon's run has committed it")
         warm = [change("warmup", 0)]
         wait_for(warm)
         changes: list[Change] = []
-        _log(args, f"spaced: {args.spaced} changes, {args.spacing:g} s apart")
+        log(args, f"spaced: {args.spaced} changes, {args.spacing:g} s apart")
         for index in range(args.spaced):
             changes.append(change("spaced", index))
             time.sleep(args.spacing)
         wait_for(changes)
         if args.burst:
             time.sleep(args.spacing)
-            _log(args, f"burst: {args.burst} changes at once")
+            log(args, f"burst: {args.burst} changes at once")
             changes += [change("burst", index) for index in range(args.burst)]
             wait_for(changes)
         watcher.close()
@@ -334,7 +331,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         engine.dispose()
         if args.keep_logs:
-            _log(args, f"logs and DAGSTER_HOME kept in {work}")
+            log(args, f"logs and DAGSTER_HOME kept in {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
     return results
