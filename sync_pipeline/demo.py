@@ -25,8 +25,27 @@ DEMO_SEED = 42
 UI_STOP_GRACE_SECONDS = 10.0
 
 # The local instance: Dagster's default storage (SQLite in this directory), the run queue
-# letting one mirror-writing run through at a time (as deploy/dagster.yaml does), no telemetry.
+# letting one mirror-writing run through at a time and looked at every second, sensors
+# evaluated in threads (as deploy/dagster.yaml does), no telemetry.
 LOCAL_INSTANCE_CONFIG = """\
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    dequeue_interval_seconds: 1
+    tag_concurrency_limits:
+      - key: "sync_pipeline/writes_mirror"
+        limit: 1
+sensors:
+  use_threads: true
+  num_workers: 4
+telemetry:
+  enabled: false
+"""
+# What earlier versions wrote: replaced by the current one. A file that is neither was
+# written by the user, and is left alone.
+_EARLIER_LOCAL_INSTANCE_CONFIGS = (
+    """\
 run_coordinator:
   module: dagster.core.run_coordinator
   class: QueuedRunCoordinator
@@ -36,7 +55,8 @@ run_coordinator:
         limit: 1
 telemetry:
   enabled: false
-"""
+""",
+)
 
 
 def use_local_dagster_home() -> None:
@@ -45,7 +65,8 @@ def use_local_dagster_home() -> None:
         home = ensure_state_dir() / "dagster_home"
         home.mkdir(parents=True, exist_ok=True)
         instance_config = home / "dagster.yaml"
-        if not instance_config.exists() or "run_coordinator" not in instance_config.read_text():
+        current = instance_config.read_text() if instance_config.exists() else ""
+        if "run_coordinator" not in current or current in _EARLIER_LOCAL_INSTANCE_CONFIGS:
             instance_config.write_text(LOCAL_INSTANCE_CONFIG)
         os.environ["DAGSTER_HOME"] = str(home)
 

@@ -16,6 +16,7 @@
 | ``SYNC_WEBHOOK_MAX_WAIT_SECONDS`` | an event waiting longer fails the inbox check | ``300`` |
 | ``SYNC_WEBHOOK_BATCH_SIZE`` | events one partial sync answers at most | ``500`` |
 | ``SYNC_WEBHOOK_SENSOR_INTERVAL_SECONDS`` | how often the sensor looks at the inbox (the daemon's loop makes it 5 s at least) | ``1`` |
+| ``SYNC_WEBHOOK_SENSOR_WAIT_SECONDS`` | how long one sensor evaluation keeps watching the inbox for events (0 to 30; 0 looks once) | ``4`` |
 | ``SYNC_APP_TABLES`` | YAML file declaring the application's tables to keep consistent | unset: off |
 """
 
@@ -131,6 +132,27 @@ DEFAULT_WEBHOOK_SENSOR_INTERVAL_SECONDS = 1
 
 def webhook_sensor_interval_seconds() -> int:
     return int(_positive_number("SYNC_WEBHOOK_SENSOR_INTERVAL_SECONDS", DEFAULT_WEBHOOK_SENSOR_INTERVAL_SECONDS))
+
+
+# Just under the daemon's 5 s loop: the evaluation covers most of it, and ends before the
+# next loop, which would otherwise find it still running and skip the sensor for a loop.
+DEFAULT_WEBHOOK_SENSOR_WAIT_SECONDS = 4.0
+MAX_WEBHOOK_SENSOR_WAIT_SECONDS = 30.0  # far inside Dagster's 60 s sensor evaluation timeout
+
+
+def webhook_sensor_wait_seconds() -> float:
+    """How long one evaluation of the webhook sensor waits for events before it skips."""
+    name = "SYNC_WEBHOOK_SENSOR_WAIT_SECONDS"
+    raw = os.environ.get(name)
+    if not raw:
+        return DEFAULT_WEBHOOK_SENSOR_WAIT_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= MAX_WEBHOOK_SENSOR_WAIT_SECONDS:
+        raise ConfigurationError(f"{name}={raw!r} must be a number of seconds from 0 to {MAX_WEBHOOK_SENSOR_WAIT_SECONDS:g}")
+    return value
 
 
 def app_tables_path() -> str:

@@ -19,6 +19,10 @@ from sync_pipeline.emulator import EmulatorServer
 from sync_pipeline.mirror.database import create_mirror_engine
 from sync_pipeline_tests.harness import SyncHarness
 
+# The webhook sensor looks once per evaluation in tests, as the tick-by-tick tests expect;
+# test_sensor.py sets a wait where it tests the wait.
+os.environ["SYNC_WEBHOOK_SENSOR_WAIT_SECONDS"] = "0"
+
 
 @pytest.fixture(scope="session")
 def database_url() -> str:

@@ -11,7 +11,15 @@ until the event that fails alone is found and held, retried alone after a pause,
 the others go on. A run whose process is gone (killed) is failed first, so it never
 holds the sensor (:mod:`sync_pipeline.webhooks.orphaned_runs`).
 
-The sensor never calls Clerk: it reads one indexed query and returns at once, far inside
+Why each evaluation waits: the daemon's sensor loop comes round every 5 s (Dagster's
+``MIN_INTERVAL_LOOP_TIME``, fixed), so a sensor that looked once and returned would leave
+an event that arrives just after it waiting up to 5 s (2.5 s on average) before its run
+is even requested. Instead an evaluation keeps looking, every :data:`POLL_SECONDS`, for up
+to ``SYNC_WEBHOOK_SENSOR_WAIT_SECONDS`` (4 s: most of the loop, with room for the tick's own
+overhead so that the next loop never finds it still busy), and returns as soon as it has
+a run to request: when events arrive, or when the partial run in flight ends. The wait
+holds no lock and opens no transaction; with ``sensors: use_threads`` (dagster.yaml) it
+holds back no other sensor. The sensor never calls Clerk, and the wait stays far inside
 Dagster's 60 s tick limit.
 """
 
@@ -63,6 +71,25 @@ def partial_sync_request(events: list[inbox.InboxEvent], run_key: str) -> RunReq
     )
 
 
+# How often a waiting evaluation looks again: an event arriving mid-wait is launched within
+# this (0.125 s on average); each look is one indexed query on the inbox.
+POLL_SECONDS = 0.25
+
+
+def _pause(deadline: float) -> bool:
+    """Sleep one poll if the evaluation's wait has room for it; False when it is over."""
+    if time.monotonic() + POLL_SECONDS >= deadline:
+        return False
+    time.sleep(POLL_SECONDS)
+    return True
+
+
+def _partial_run_in_flight(context: SensorEvaluationContext) -> bool:
+    return bool(
+        context.instance.get_run_records(filters=RunsFilter(job_name=partial_sync_job.name, statuses=IN_FLIGHT), limit=1)
+    )
+
+
 @sensor(
     job=partial_sync_job,
     minimum_interval_seconds=settings.webhook_sensor_interval_seconds(),
@@ -73,21 +100,29 @@ def clerk_webhook_sensor(context: SensorEvaluationContext, mirror_db: MirrorData
     mirror_db.ensure_ready()
     state = BatchState.from_json(json.loads(context.cursor) if context.cursor else None)
     batch_size = settings.webhook_batch_size()
-    events = inbox.pending_events(mirror_db.engine, mirror_db.db_schema, limit=batch_size + len(state.held))
-    if not events:
-        return SkipReason("no pending webhook events")
-    for run_id in fail_orphaned_runs(context.instance, partial_sync_job.name):
-        context.log.warning(f"run {run_id} had no process behind it: marked failed, its events are retried")
-    in_flight = context.instance.get_run_records(
-        filters=RunsFilter(job_name=partial_sync_job.name, statuses=IN_FLIGHT), limit=1
-    )
-    if in_flight:
-        return SkipReason(f"{len(events)} event(s) pending; a partial sync is still running")
+    deadline = time.monotonic() + settings.webhook_sensor_wait_seconds()
+    orphans_checked = False
+    while True:
+        events = inbox.pending_events(mirror_db.engine, mirror_db.db_schema, limit=batch_size + len(state.held))
+        if not events:
+            if _pause(deadline):
+                continue
+            return SkipReason("no pending webhook events")
+        if not orphans_checked:
+            for run_id in fail_orphaned_runs(context.instance, partial_sync_job.name):
+                context.log.warning(f"run {run_id} had no process behind it: marked failed, its events are retried")
+            orphans_checked = True
+        if _partial_run_in_flight(context):
+            while _partial_run_in_flight(context):
+                if not _pause(deadline):
+                    return SkipReason(f"{len(events)} event(s) pending; a partial sync is still running")
+            continue  # the run that just ended may have answered these events: read them again
 
-    decision = next_batch(events, state, batch_size=batch_size, now=time.time())
-    if not decision.events:
-        # Nothing new to remember: the same cursor gives the same decision on the next tick.
-        return SkipReason(decision.reason)
-    run_key = f"webhooks-{decision.state.batch}-{decision.state.attempt}"
-    cursor = json.dumps(decision.state.to_json())
-    return SensorResult(run_requests=[partial_sync_request(decision.events, run_key)], cursor=cursor)
+        decision = next_batch(events, state, batch_size=batch_size, now=time.time())
+        if not decision.events:
+            # Held or paced: nothing to launch until time passes, so no point waiting here.
+            # Nothing new to remember either: the same cursor gives the same decision next tick.
+            return SkipReason(decision.reason)
+        run_key = f"webhooks-{decision.state.batch}-{decision.state.attempt}"
+        cursor = json.dumps(decision.state.to_json())
+        return SensorResult(run_requests=[partial_sync_request(decision.events, run_key)], cursor=cursor)

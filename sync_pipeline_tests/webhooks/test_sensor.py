@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
+import pytest
 import sqlalchemy as sa
 from dagster import DagsterRunStatus, RunRequest, RunsFilter, SkipReason, build_sensor_context
 from dagster._core.test_utils import create_run_for_test
@@ -149,3 +151,71 @@ def test_a_run_of_another_host_or_without_the_tag_is_left_to_dagster(harness) ->
     assert isinstance(result, SkipReason) and "still running" in result.skip_message
     assert harness.instance.get_run_by_id(elsewhere.run_id).status == DagsterRunStatus.STARTED
     harness.instance.report_run_canceled(elsewhere)
+
+
+def later(seconds: float, action) -> threading.Thread:  # noqa: ANN001
+    """Run ``action`` in another thread after ``seconds``, as a delivery or a run ending mid-evaluation."""
+    thread = threading.Thread(target=lambda: (time.sleep(seconds), action()))
+    thread.start()
+    return thread
+
+
+def test_an_event_arriving_while_the_sensor_waits_is_launched_by_the_same_evaluation(harness, monkeypatch) -> None:  # noqa: ANN001
+    upgrade_schema(harness.engine, harness.schema)
+    monkeypatch.setenv("SYNC_WEBHOOK_SENSOR_WAIT_SECONDS", "20")
+    delivery = later(0.5, lambda: store(harness, "msg_mid_wait", "user_mid_wait"))
+    started = time.monotonic()
+    result, _ = tick(harness)
+    elapsed = time.monotonic() - started
+    delivery.join()
+    (request,) = requests_of(result)
+    assert request.run_config["ops"]["sync_scope"]["config"]["webhook_event_ids"] == ["msg_mid_wait"]
+    assert elapsed < 20, "the evaluation returns once it has a run to request, not at the end of its wait"
+
+
+def test_a_run_ending_while_the_sensor_waits_lets_the_next_batch_launch_at_once(harness, monkeypatch) -> None:  # noqa: ANN001
+    upgrade_schema(harness.engine, harness.schema)
+    store(harness, "msg_first", "user_first")
+    result, cursor = tick(harness)
+    (first,) = requests_of(result)
+    run = create_run_for_test(harness.instance, job_name="partial_sync_job", status=DagsterRunStatus.STARTED)
+
+    # The run answers its event and ends while the next evaluation waits; a second event is pending.
+    store(harness, "msg_second", "user_second")
+
+    def run_ends() -> None:
+        with harness.engine.begin() as connection:
+            inbox.mark_processed(connection, harness.schema, ["msg_first"], run.run_id)
+        harness.instance.report_run_canceled(run)
+
+    monkeypatch.setenv("SYNC_WEBHOOK_SENSOR_WAIT_SECONDS", "20")
+    ending = later(0.5, run_ends)
+    started = time.monotonic()
+    result, _ = tick(harness, cursor)
+    elapsed = time.monotonic() - started
+    ending.join()
+    (request,) = requests_of(result)
+    assert request.run_config["ops"]["sync_scope"]["config"]["webhook_event_ids"] == ["msg_second"]
+    assert request.run_key != first.run_key
+    assert elapsed < 20
+
+
+def test_with_no_wait_the_sensor_looks_once(harness, monkeypatch) -> None:  # noqa: ANN001
+    upgrade_schema(harness.engine, harness.schema)
+    monkeypatch.setenv("SYNC_WEBHOOK_SENSOR_WAIT_SECONDS", "0")
+    delivery = later(1.0, lambda: store(harness, "msg_after", "user_after"))
+    result, _ = tick(harness)
+    delivery.join()
+    assert isinstance(result, SkipReason) and result.skip_message == "no pending webhook events"
+
+
+def test_a_wait_outside_its_range_is_a_one_line_configuration_error(monkeypatch) -> None:  # noqa: ANN001
+    from sync_pipeline import settings
+    from sync_pipeline.errors import ConfigurationError
+
+    for bad in ("-1", "31", "soon", "nan"):
+        monkeypatch.setenv("SYNC_WEBHOOK_SENSOR_WAIT_SECONDS", bad)
+        with pytest.raises(ConfigurationError, match="SYNC_WEBHOOK_SENSOR_WAIT_SECONDS=.* from 0 to 30"):
+            settings.webhook_sensor_wait_seconds()
+    monkeypatch.setenv("SYNC_WEBHOOK_SENSOR_WAIT_SECONDS", "2.5")
+    assert settings.webhook_sensor_wait_seconds() == 2.5
