@@ -63,9 +63,12 @@ def _child(argv: list[str]) -> int:
     from benchmarks.prerendered import pin_scan_clock
 
     pin_scan_clock(args.pin_clock_ms)
-    import sync_pipeline.runner as runner
-    from dagster import DagsterInstance
-    from sync_pipeline.definitions import build_definitions, build_resources  # noqa: F401  (the import cost a sync pays)
+    from sync_pipeline.collector import no_collections_while_importing
+
+    with no_collections_while_importing():  # as the CLI imports them (sync_pipeline.cli.main)
+        import sync_pipeline.runner as runner
+        from dagster import DagsterInstance
+        from sync_pipeline.definitions import build_definitions, build_resources  # noqa: F401  (the import cost a sync pays)
 
     imported = time.perf_counter()
     instance = DagsterInstance.ephemeral()  # what the CLI uses without DAGSTER_HOME, kept so its event log can be read
@@ -307,6 +310,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                              "(lists one after another, nested lists into child tables)")
     parser.add_argument("--partial-repeats", type=int, default=3)
     parser.add_argument("--json", dest="json_path", default=None)
+    parser.add_argument("--keep-schema", action="store_true", help="leave the mirror the no-op synced, to look at in psql")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     args.orgs = args.orgs if args.orgs is not None else max(1, args.users // 10)
@@ -430,8 +434,11 @@ def main(argv: list[str] | None = None) -> int:
             if args.profile:
                 _profile(args, results, env, pin_ms, clerk, engine, schema)
     finally:
-        with engine.begin() as connection:
-            connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        if args.keep_schema:
+            print(f"kept the mirror: schema {schema}")
+        else:
+            with engine.begin() as connection:
+                connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         engine.dispose()
     results["table"] = render(results)
     path = Path(args.json_path) if args.json_path else REPOSITORY / "benchmarks" / "results" / f"{time.strftime('%Y%m%d-%H%M%S')}-sync-{args.users}.json"

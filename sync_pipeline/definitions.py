@@ -4,17 +4,22 @@ Settings come from the environment (``sync_pipeline.settings`` lists them). Secr
 through ``EnvVar``: read when a run starts, never shown in the UI or run config.
 """
 
-from dagster import AssetSpec, Definitions, EnvVar, load_asset_checks_from_modules, load_assets_from_modules
+from sync_pipeline.collector import no_collections_while_importing
 
-from sync_pipeline import settings
-from sync_pipeline.clerk.client import ClerkClient
-from sync_pipeline.defs import assets, checks
-from sync_pipeline.defs.alerts import sync_check_alerts, sync_failure_alerts
-from sync_pipeline.defs.io_managers import FrameFilesystemIOManager
-from sync_pipeline.defs.jobs import full_sync_job, partial_sync_job
-from sync_pipeline.defs.resources import MirrorDatabase
-from sync_pipeline.defs.schedules import daily_full_sync
-from sync_pipeline.defs.sensors import clerk_webhook_sensor
+# The code location's imports, with the collector off: a run worker imports all of this
+# before its first step, on the path from a webhook to the mirror.
+with no_collections_while_importing():
+    from dagster import AssetSpec, Definitions, EnvVar, load_asset_checks_from_modules, load_assets_from_modules
+
+    from sync_pipeline import settings
+    from sync_pipeline.clerk.client import ClerkClient
+    from sync_pipeline.defs import assets, checks
+    from sync_pipeline.defs.alerts import sync_check_alerts, sync_failure_alerts
+    from sync_pipeline.defs.io_managers import FrameFilesystemIOManager
+    from sync_pipeline.defs.jobs import full_sync_job, partial_sync_job
+    from sync_pipeline.defs.resources import MirrorDatabase
+    from sync_pipeline.defs.schedules import daily_full_sync
+    from sync_pipeline.defs.sensors import clerk_webhook_sensor
 
 
 def build_resources(*, database_url: str | None = None, app_tables_config: str = "") -> dict:
@@ -84,4 +89,5 @@ def _app_tables_off(spec: AssetSpec) -> AssetSpec:
     )
 
 
-defs = build_definitions(build_resources())
+with no_collections_while_importing():  # the definitions built here are long-lived objects too
+    defs = build_definitions(build_resources())

@@ -37,3 +37,32 @@ def test_a_cycle_made_within_is_still_collected() -> None:
         del node
         gc.collect()
         assert ref() is None and alive.is_set()
+
+
+def test_the_collector_is_off_while_importing_and_back_on_after_even_on_error() -> None:
+    from sync_pipeline.collector import no_collections_while_importing
+
+    assert gc.isenabled()
+    try:
+        with no_collections_while_importing():
+            assert not gc.isenabled()
+            with no_collections_while_importing():  # nested: the inner exit leaves it off
+                pass
+            assert not gc.isenabled()
+            raise ImportError("a module that fails to import")
+    except ImportError:
+        pass
+    assert gc.isenabled()
+    gc.unfreeze()  # what the import froze, back to the collector like every other test's objects
+
+
+def test_entered_with_the_collector_off_it_stays_off() -> None:
+    from sync_pipeline.collector import no_collections_while_importing
+
+    gc.disable()
+    try:
+        with no_collections_while_importing():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
