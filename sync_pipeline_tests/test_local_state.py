@@ -123,3 +123,32 @@ def test_a_sync_on_the_embedded_database_hands_its_url_to_the_job_and_leaves_the
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "users" in completed.stdout and "Mirror rows written: " in completed.stdout
     assert _postmaster_pid(home / "state") is None, "sync left the embedded PostgreSQL running"
+
+
+def test_the_local_dagster_home_gets_the_current_instance_file_unless_the_user_wrote_their_own(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import yaml
+
+    from sync_pipeline import demo
+
+    monkeypatch.setenv("SYNC_PIPELINE_HOME", str(tmp_path / "state"))
+    instance_file = tmp_path / "state" / "dagster_home" / "dagster.yaml"
+
+    def prepared() -> dict:
+        monkeypatch.delenv("DAGSTER_HOME", raising=False)
+        demo.use_local_dagster_home()
+        assert os.environ["DAGSTER_HOME"] == str(instance_file.parent)
+        return yaml.safe_load(instance_file.read_text())
+
+    # A new state directory, then one an earlier version prepared: both get today's file.
+    assert prepared()["sensors"] == {"use_threads": True, "num_workers": 4}
+    instance_file.write_text(demo._EARLIER_LOCAL_INSTANCE_CONFIGS[0])
+    current = prepared()
+    assert current["sensors"]["use_threads"] and current["run_coordinator"]["config"]["dequeue_interval_seconds"] == 1
+
+    # One the user changed is theirs.
+    own = demo.LOCAL_INSTANCE_CONFIG.replace("limit: 1", "limit: 2")
+    instance_file.write_text(own)
+    prepared()
+    assert instance_file.read_text() == own
